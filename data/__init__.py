@@ -1,0 +1,73 @@
+"""Dataset registry: `--dataset_mode <name>` loads data/<name>_dataset.py::<Name>Dataset."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from data.base_dataset import BaseDataset
+from util.registry import available_names, find_plugin_class
+
+DATA_DIR = Path(__file__).resolve().parent
+_EXCLUDED = ("base_dataset", "template_dataset")
+
+
+def dataset_names() -> list[str]:
+    """Every name `--dataset_mode` accepts."""
+    return available_names(DATA_DIR, "_dataset", _EXCLUDED)
+
+
+def find_dataset_class(name: str) -> type[BaseDataset]:
+    """The BaseDataset subclass for `--dataset_mode name`; InputError listing the choices if unknown."""
+    return find_plugin_class(name, "data", DATA_DIR, "_dataset", BaseDataset, _EXCLUDED, "--dataset_mode")
+
+
+def get_option_setter(name: str) -> Callable:
+    """The dataset's `modify_commandline_options(parser, is_train)` hook."""
+    return find_dataset_class(name).modify_commandline_options
+
+
+def create_dataset(opt) -> BaseDataset:
+    """Build (and validate) the dataset named by `opt.dataset_mode` for `opt.phase`."""
+    return find_dataset_class(opt.dataset_mode)(opt)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Give numpy and random in each worker a seed derived from torch's per-worker seed."""
+    import random
+
+    import numpy as np
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def create_dataloader(opt, ctx, dataset: BaseDataset | None = None) -> DataLoader:
+    """A DataLoader over `dataset` (built from `opt` if None).
+
+    Training shuffles (unless --serial_batches) and drops the last partial batch; testing keeps every pair
+    in file order. Under torchrun a DistributedSampler splits the data; `--batchSize` is per process.
+    """
+    dataset = dataset if dataset is not None else create_dataset(opt)
+    shuffle = opt.is_train and not opt.serial_batches
+    generator = torch.Generator().manual_seed(opt.seed)
+    sampler = None
+    if ctx.distributed:
+        sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
+                                     shuffle=shuffle, seed=opt.seed, drop_last=opt.is_train)
+    workers = opt.num_threads
+    return DataLoader(
+        dataset,
+        batch_size=opt.batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=opt.is_train,
+        pin_memory=ctx.device.type == "cuda",
+        persistent_workers=workers > 0,
+        worker_init_fn=_seed_worker,
+        generator=generator,
+    )

@@ -1,0 +1,1 @@
+"""Networks (one per file), shared blocks, losses, initialisation and learning-rate schedules."""

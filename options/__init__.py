@@ -1,0 +1,1 @@
+"""Command-line options: base, train and test classes; models and datasets add theirs through hooks."""

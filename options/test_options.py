@@ -1,0 +1,41 @@
+"""Options for test.py."""
+from __future__ import annotations
+
+import argparse
+import math
+
+from options.base_options import BaseOptions, Options
+from util.io import InputError
+
+
+class TestOptions(BaseOptions):
+    """Generate images for every test pair with a trained model."""
+
+    is_train = False
+    opt_file_name = "test_opt.txt"
+
+    def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser = super().initialize(parser)
+        g = parser.add_argument_group("testing")
+        g.add_argument("--which_epoch", "--epoch", dest="which_epoch", type=str, default="latest",
+                       help="checkpoint to load: latest or an epoch number")
+        g.add_argument("--results_dir", type=str, default=None,
+                       help="where generated images go (directly inside, as the official DPTN test does); "
+                            "default ./results/<name>/test_<which_epoch>")
+        g.add_argument("--how_many", "--num_test", dest="how_many", type=float, default=math.inf,
+                       help="generate for at most this many pairs (default: all)")
+        g.add_argument("--image_format", type=str, default="jpg", choices=["jpg", "png"],
+                       help="format of the generated images (jpg = JPEG quality 75, as published pipelines)")
+        g.add_argument("--only_generated", action="store_true",
+                       help="write only the generated images at dataset resolution (no HTML page, no panels)")
+        return parser
+
+    def derive(self, opt: Options) -> None:
+        super().derive(opt)
+        if opt.results_dir is None:
+            opt.results_dir = f"./results/{opt.name}/test_{opt.which_epoch}"
+
+    def validate(self, opt: Options) -> None:
+        super().validate(opt)
+        if opt.how_many < 1:
+            raise InputError(f"--how_many must be >= 1, got {opt.how_many}")

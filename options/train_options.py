@@ -1,0 +1,57 @@
+"""Options for train.py."""
+from __future__ import annotations
+
+import argparse
+
+from options.base_options import BaseOptions, Options
+from util.io import InputError
+
+
+class TrainOptions(BaseOptions):
+    """Train a pose-transfer model."""
+
+    is_train = True
+    opt_file_name = "train_opt.txt"
+
+    def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser = super().initialize(parser)
+        g = parser.add_argument_group("training schedule")
+        g.add_argument("--niter", "--n_epochs", dest="niter", type=int, default=100,
+                       help="epochs at the initial learning rate")
+        g.add_argument("--niter_decay", "--n_epochs_decay", dest="niter_decay", type=int, default=100,
+                       help="epochs of linear decay to zero after --niter")
+        g.add_argument("--epoch_count", type=int, default=1,
+                       help="number of the first epoch (set by --continue_train from the saved state)")
+        g.add_argument("--max_steps", type=int, default=0,
+                       help="stop after this many iterations in total (0 = run the epochs to the end)")
+        g.add_argument("--lr", type=float, default=0.0002, help="initial learning rate for Adam")
+        g.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
+        g.add_argument("--lr_policy", type=str, default="linear",
+                       choices=["linear", "lambda", "step", "plateau", "constant"],
+                       help="learning-rate schedule: linear (=lambda, DPTN's name) keeps the rate for --niter "
+                            "epochs then decays linearly over --niter_decay; step; plateau; constant")
+        g.add_argument("--lr_decay_iters", type=int, default=50,
+                       help="step policy: multiply by 0.1 every this many epochs")
+        g.add_argument("--continue_train", action="store_true",
+                       help="resume from <which_epoch>_train_state.pth in the run's folder")
+        g.add_argument("--which_epoch", "--epoch", dest="which_epoch", type=str, default="latest",
+                       help="checkpoint to resume from with --continue_train: latest or an epoch number")
+
+        g = parser.add_argument_group("saving and display (frequencies count samples, as in pix2pix and DPTN)")
+        g.add_argument("--display_freq", type=int, default=400, help="save visuals every this many samples")
+        g.add_argument("--print_freq", type=int, default=100, help="print losses every this many samples")
+        g.add_argument("--save_latest_freq", type=int, default=5000,
+                       help="save the 'latest' checkpoint every this many samples")
+        g.add_argument("--save_epoch_freq", type=int, default=5,
+                       help="save a numbered checkpoint every this many epochs")
+        g.add_argument("--save_by_iter", action="store_true",
+                       help="also keep a checkpoint named by the sample count at each --save_latest_freq")
+        return parser
+
+    def validate(self, opt: Options) -> None:
+        super().validate(opt)
+        for flag in ("display_freq", "print_freq", "save_latest_freq", "save_epoch_freq"):
+            if getattr(opt, flag) < 1:
+                raise InputError(f"--{flag} must be >= 1, got {getattr(opt, flag)}")
+        if opt.niter < 0 or opt.niter_decay < 0 or opt.niter + opt.niter_decay < 1:
+            raise InputError("--niter and --niter_decay must be >= 0 and add up to at least one epoch")

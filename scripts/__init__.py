@@ -1,0 +1,1 @@
+"""Benchmark and helper scripts (run as `python -m scripts.<name>`)."""

@@ -1,0 +1,1 @@
+"""Shared utilities: atomic file I/O, images, checkpoints, distributed helpers, visualizer."""
