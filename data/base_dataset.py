@@ -13,5 +13,12 @@ class BaseDataset(Dataset):
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
         return parser
 
+    @staticmethod
+    def derive_options(opt) -> None:
+        """Fill values that depend on other options; must set opt.data_format to 'market' or 'fashion'.
+
+        Called once inside parse(), before the model's derive_options.
+        """
+
     def __init__(self, opt) -> None:
         self.opt = opt

@@ -35,6 +35,13 @@ class BaseModel:
         """Add model-specific flags and set the paper's defaults."""
         return parser
 
+    @staticmethod
+    def derive_options(opt) -> None:
+        """Fill values that depend on other options (e.g. a loss weight that differs per data format).
+
+        Called once inside parse(), after the dataset's derive_options (so opt.data_format is known).
+        """
+
     # --- the loop's interface --------------------------------------------------------------------------
 
     def set_input(self, batch: dict) -> None:

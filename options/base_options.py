@@ -141,6 +141,9 @@ class BaseOptions:
             opt.gpu_ids = []
         if opt.display_env is None:
             opt.display_env = opt.name
+        # dataset first (it sets opt.data_format: market | fashion), then the model (paper defaults per format)
+        data.find_dataset_class(opt.dataset_mode).derive_options(opt)
+        models.find_model_class(opt.model).derive_options(opt)
 
     def validate(self, opt: Options) -> None:
         """Reject impossible combinations with one clear message."""
