@@ -5,9 +5,10 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from data.base_dataset import BaseDataset
+from data.sampler import ResumableSampler
 from util.registry import available_names, find_plugin_class
 
 DATA_DIR = Path(__file__).resolve().parent
@@ -46,28 +47,24 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def create_dataloader(opt, ctx, dataset: BaseDataset | None = None) -> DataLoader:
-    """A DataLoader over `dataset` (built from `opt` if None).
+    """A DataLoader over `dataset` (built from `opt` if None), driven by a ResumableSampler.
 
-    Training shuffles (unless --serial_batches) and drops the last partial batch; testing keeps every pair
-    in file order. Under torchrun a DistributedSampler splits the data; `--batchSize` is per process.
+    Training shuffles (unless --serial_batches) with an order fixed by (--seed, epoch) and drops the last
+    partial batch; testing keeps every pair in file order. Under torchrun each rank reads its own share;
+    `--batchSize` is per process. Call `loader.sampler.set_epoch(epoch, skip)` before each epoch.
     """
     dataset = dataset if dataset is not None else create_dataset(opt)
-    shuffle = opt.is_train and not opt.serial_batches
-    generator = torch.Generator().manual_seed(opt.seed)
-    sampler = None
-    if ctx.distributed:
-        sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
-                                     shuffle=shuffle, seed=opt.seed, drop_last=opt.is_train)
+    sampler = ResumableSampler(len(dataset), shuffle=opt.is_train and not opt.serial_batches, seed=opt.seed,
+                               num_replicas=ctx.world_size, rank=ctx.rank)
     workers = opt.num_threads
     return DataLoader(
         dataset,
         batch_size=opt.batch_size,
-        shuffle=shuffle if sampler is None else False,
         sampler=sampler,
         num_workers=workers,
         drop_last=opt.is_train,
         pin_memory=ctx.device.type == "cuda",
         persistent_workers=workers > 0,
         worker_init_fn=_seed_worker,
-        generator=generator,
+        generator=torch.Generator().manual_seed(opt.seed + ctx.rank),
     )

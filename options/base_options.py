@@ -107,10 +107,10 @@ class BaseOptions:
 
     def build_parser(self, argv: list[str]) -> argparse.ArgumentParser:
         """Base flags, then the dataset hook, then the model hook (so a model may set dataset defaults)."""
+        # first pass without -h, so that `--model X --help` shows X's flags too
+        known, _ = self.initialize(HelpfulParser(add_help=False)).parse_known_args(argv)
         parser = self.initialize(HelpfulParser(
-            description=self.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-            allow_abbrev=True))
-        known, _ = parser.parse_known_args(argv)
+            description=self.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter))
         parser = data.get_option_setter(known.dataset_mode)(parser, self.is_train)
         parser = models.get_option_setter(known.model)(parser, self.is_train)
         return parser

@@ -26,6 +26,8 @@ class TestOptions(BaseOptions):
                        help="generate for at most this many pairs (default: all)")
         g.add_argument("--image_format", type=str, default="jpg", choices=["jpg", "png"],
                        help="format of the generated images (jpg = JPEG quality 75, as published pipelines)")
+        g.add_argument("--num_panels", type=int, default=200,
+                       help="put the first this many pairs on the HTML page as panels (-1 = all)")
         g.add_argument("--only_generated", action="store_true",
                        help="write only the generated images at dataset resolution (no HTML page, no panels)")
         return parser

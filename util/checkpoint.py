@@ -97,3 +97,10 @@ def load_training_state(path: str | os.PathLike) -> dict:
     if not isinstance(state, dict) or state.get("format_version") != STATE_FORMAT_VERSION:
         raise InputError(f"{path} is not a training state of this project (format {STATE_FORMAT_VERSION})")
     return state
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) so that the same seed gives the same run on CPU."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,115 @@
+"""Generate an image for every test pair: `python test.py --model PG2 --name ... --which_epoch latest`.
+
+Writes `<source>_2_<target>_vis.jpg` at dataset resolution straight into --results_dir (the official DPTN
+convention, which the evaluator reads), and an HTML page of panels source | source pose | target |
+target pose | generated in <results_dir>/web/ (skipped with --only_generated).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data import create_dataloader, create_dataset
+from data.geometry import images_to_dataset_frame
+from models import create_model
+from options.test_options import TestOptions
+from util.distributed import build_context
+from util.html import HTML
+from util.image import save_image, tensor_to_uint8, uint8_to_tensor
+from util.io import InputError
+from util.pose_drawing import draw_skeleton
+
+PANEL_LABELS = ("source", "source pose", "target", "target pose", "generated")
+
+
+def result_name(source: str, target: str, ext: str) -> str:
+    """`<source stem>_2_<target stem>_vis.<ext>`, the name the official DPTN test writes."""
+    return f"{Path(source).stem}_2_{Path(target).stem}_vis.{ext}"
+
+
+def skeleton_images(keypoints: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Draw each (18,2) keypoint set as a skeleton image in [-1,1], shaped like `like` (B,3,H,W)."""
+    height, width = like.shape[-2:]
+    drawn = [uint8_to_tensor(draw_skeleton(k.cpu().numpy(), height, width)) for k in keypoints]
+    return torch.stack(drawn).to(like.device)
+
+
+class ResultWriter:
+    """Saves generated images (and, unless --only_generated, panels + an HTML page) for test pairs."""
+
+    def __init__(self, opt, dataset) -> None:
+        self.opt = opt
+        self.dataset = dataset
+        self.results_dir = Path(opt.results_dir)
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.html = None
+        if not opt.only_generated:
+            self.html = HTML(self.results_dir / "web", f"{opt.name} ({opt.model}), epoch {opt.which_epoch}")
+            self.html.add_header(" | ".join(PANEL_LABELS))
+        self.count = 0
+
+    def to_dataset_frame(self, images: torch.Tensor) -> np.ndarray:
+        frame = images_to_dataset_frame(images.float(), self.dataset.image_size, self.dataset.frame)
+        return tensor_to_uint8(frame)
+
+    def write(self, batch: dict, generated: torch.Tensor) -> None:
+        names = [result_name(s, t, self.opt.image_format)
+                 for s, t in zip(batch["source_name"], batch["target_name"])]
+        fakes = self.to_dataset_frame(generated)
+        for name, image in zip(names, fakes):
+            save_image(image, self.results_dir / name)
+        room = len(names) if self.opt.num_panels < 0 else max(0, self.opt.num_panels - self.count)
+        if self.html is not None and room > 0:
+            names, fakes = names[:room], fakes[:room]
+            tiles = [batch["source_image"], skeleton_images(batch["source_keypoints"], batch["source_image"]),
+                     batch["target_image"], skeleton_images(batch["target_keypoints"], batch["target_image"])]
+            tiles = [self.to_dataset_frame(t[:room].to(generated.device)) for t in tiles] + [fakes]
+            for i, name in enumerate(names):
+                panel = np.concatenate([t[i] for t in tiles], axis=1)
+                link = f"panels/{Path(name).stem}.jpg"
+                save_image(panel, self.results_dir / "web" / link)
+                self.html.add_images([link], [name], [link], width=panel.shape[1] * 2)
+        self.count += len(batch["source_name"])
+
+    def close(self) -> None:
+        if self.html is not None:
+            self.html.save()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, generate, return the exit status (2 for bad input)."""
+    try:
+        opt = TestOptions().parse(argv)
+        ctx = build_context(opt.gpu_ids)
+        dataset = create_dataset(opt)
+        loader = create_dataloader(opt, ctx, dataset)
+        model = create_model(opt, ctx)
+        model.setup()
+        writer = ResultWriter(opt, dataset)
+        total = int(min(opt.how_many, len(dataset)))
+        with tqdm(total=total, unit="img", dynamic_ncols=True) as bar:
+            for batch in loader:
+                keep = min(len(batch["source_name"]), total - writer.count)
+                if keep < len(batch["source_name"]):
+                    batch = {k: v[:keep] for k, v in batch.items()}
+                model.set_input(batch)
+                model.test()
+                writer.write(batch, model.generated_images())
+                bar.update(keep)
+                if writer.count >= total:
+                    break
+        writer.close()
+        where = f" and {Path(opt.results_dir) / 'web' / 'index.html'}" if writer.html is not None else ""
+        print(f"wrote {writer.count} generated images to {opt.results_dir}{where}")
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Train a pose-transfer model: `python train.py --model PG2 --dataset_mode market --dataroot ... --name ...`.
+
+Works on CPU, one GPU (--gpu_ids 0) and under `torchrun --nproc_per_node=N train.py ...`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from data import create_dataloader, create_dataset
+from models import create_model
+from options.train_options import TrainOptions
+from util.checkpoint import load_training_state, save_training_state, seed_everything, set_rng_state
+from util.distributed import RunContext, barrier, build_context, print0
+from util.io import InputError
+from util.visualizer import Visualizer
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; training stops without overwriting the last good checkpoint."""
+
+
+class Trainer:
+    """The epoch x batch loop: optimise, report, checkpoint, resume."""
+
+    def __init__(self, opt, ctx: RunContext) -> None:
+        self.opt = opt
+        self.ctx = ctx
+        self.save_dir = Path(opt.checkpoints_dir) / opt.name
+        seed_everything(opt.seed + ctx.rank)
+        self.dataset = create_dataset(opt)
+        self.loader = create_dataloader(opt, ctx, self.dataset)
+        if len(self.loader) == 0 and not opt.continue_train:
+            raise InputError(f"{len(self.dataset)} training pairs are fewer than --batchSize {opt.batch_size} "
+                             f"x {ctx.world_size} process(es): no full batch to train on")
+        self.model = create_model(opt, ctx)
+        self.model.setup()
+        self.visualizer = Visualizer(opt, ctx)
+        self.epoch = opt.epoch_count
+        self.epoch_iter = 0  # samples of this rank already consumed in the current epoch
+        self.total_iters = 0  # optimisation steps taken
+        self.total_samples = 0  # samples seen by all ranks together (frequencies count these)
+        if opt.continue_train:
+            self.resume(opt.which_epoch)
+
+    # --- checkpoints -----------------------------------------------------------------------------------
+
+    def progress(self) -> dict:
+        return {"epoch": self.epoch, "epoch_iter": self.epoch_iter, "total_iters": self.total_iters,
+                "total_samples": self.total_samples}
+
+    def save(self, tag: str) -> None:
+        """Weights (<tag>_net_<X>.pth) and the full training state (<tag>_train_state.pth), rank 0 only.
+
+        The state is written last: a crash between the two leaves the previous state file, which still
+        matches weights at least as old as itself.
+        """
+        if self.ctx.is_main:
+            self.model.save_networks(tag)
+            save_training_state(self.save_dir / f"{tag}_train_state.pth", self.model.state_dict(),
+                                self.progress(), {k: v for k, v in self.opt.public_items()})
+        barrier()
+
+    def resume(self, tag: str) -> None:
+        path = self.save_dir / f"{tag}_train_state.pth"
+        state = load_training_state(path)
+        self.model.load_state_dict(state["model"])
+        progress = state["progress"]
+        self.epoch, self.epoch_iter = progress["epoch"], progress["epoch_iter"]
+        self.total_iters, self.total_samples = progress["total_iters"], progress["total_samples"]
+        set_rng_state(state["rng"])
+        print0(f"resumed from {path}: epoch {self.epoch}, {self.epoch_iter} samples into it, "
+               f"{self.total_iters} iterations done")
+
+    # --- the loop --------------------------------------------------------------------------------------
+
+    def crossed(self, before: int, freq: int) -> bool:
+        """True when the sample counter passed a multiple of `freq` during the last step."""
+        return self.total_samples // freq > before // freq
+
+    def check_finite(self, losses: dict) -> None:
+        bad = [name for name, value in losses.items() if not math.isfinite(value)]
+        if bad:
+            raise NonFiniteLossError(f"loss {', '.join(bad)} is not finite at epoch {self.epoch}, iteration "
+                                     f"{self.total_iters}; the last saved checkpoint is kept")
+
+    def run(self) -> None:
+        opt = self.opt
+        last_epoch = opt.niter + opt.niter_decay
+        steps_per_epoch = len(self.loader.sampler.rank_indices()) // opt.batch_size
+        while self.epoch <= last_epoch:
+            self.run_epoch(steps_per_epoch)
+            if self.done():
+                self.save("latest")
+                break
+            finished = self.epoch
+            self.epoch, self.epoch_iter = finished + 1, 0
+            lr = self.model.update_learning_rate()
+            print0(f"end of epoch {finished} / {last_epoch}; learning rate {lr:.7f}")
+            self.save("latest")
+            if finished % opt.save_epoch_freq == 0:
+                self.save(str(finished))
+        print0(f"training done: {self.total_iters} iterations; checkpoints in {self.save_dir}")
+
+    def done(self) -> bool:
+        return 0 < self.opt.max_steps <= self.total_iters
+
+    def run_epoch(self, steps_per_epoch: int) -> None:
+        opt, ctx = self.opt, self.ctx
+        self.loader.sampler.set_epoch(self.epoch, skip=self.epoch_iter)
+        global_batch = opt.batch_size * ctx.world_size
+        bar = tqdm(total=steps_per_epoch, initial=self.epoch_iter // opt.batch_size, disable=not ctx.is_main,
+                   desc=f"epoch {self.epoch}", unit="it", dynamic_ncols=True, leave=False)
+        self.model.train()
+        t_data_start = time.perf_counter()
+        for batch in self.loader:
+            t_data = time.perf_counter() - t_data_start
+            t_start = time.perf_counter()
+            self.model.set_input(batch)
+            self.model.optimize_parameters()
+            losses = self.model.get_current_losses()
+            self.check_finite(losses)
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize(ctx.device)
+            t_comp = time.perf_counter() - t_start
+            before = self.total_samples
+            self.total_iters += 1
+            self.epoch_iter += opt.batch_size
+            self.total_samples += global_batch
+            bar.update(1)
+            bar.set_postfix(img_per_s=f"{global_batch / max(t_comp + t_data, 1e-9):.1f}")
+            if self.crossed(before, opt.print_freq):
+                ratio = self.epoch_iter / max(steps_per_epoch * opt.batch_size, 1)
+                line = self.visualizer.print_current_losses(self.epoch, self.epoch_iter, losses, t_comp, t_data)
+                bar.write(f"{line}  [{global_batch / max(t_comp, 1e-9):.1f} img/s]") if ctx.is_main else None
+                self.visualizer.plot_current_losses(self.epoch, ratio, losses)
+            if self.crossed(before, opt.display_freq):
+                self.visualizer.display_current_results(self.model.get_current_visuals(), self.epoch,
+                                                        self.total_iters)
+            if self.crossed(before, opt.save_latest_freq):
+                self.save("latest")
+                if opt.save_by_iter:
+                    self.save(f"iter_{self.total_samples}")
+            if self.done():
+                break
+            t_data_start = time.perf_counter()
+        bar.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, train, return the exit status (2 for bad input)."""
+    try:
+        main_rank = int(os.environ.get("RANK", "0")) == 0
+        opt = TrainOptions().parse(argv, save=main_rank, echo=main_rank)
+        ctx = build_context(opt.gpu_ids)
+        Trainer(opt, ctx).run()
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
