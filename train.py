@@ -106,6 +106,7 @@ class Trainer:
             self.save("latest")
             if finished % opt.save_epoch_freq == 0:
                 self.save(str(finished))
+        self.visualizer.close()
         print0(f"training done: {self.total_iters} iterations; checkpoints in {self.save_dir}")
 
     def done(self) -> bool:
@@ -118,6 +119,7 @@ class Trainer:
         bar = tqdm(total=steps_per_epoch, initial=self.epoch_iter // opt.batch_size, disable=not ctx.is_main,
                    desc=f"epoch {self.epoch}", unit="it", dynamic_ncols=True, leave=False)
         self.model.train()
+        steps = 0
         t_data_start = time.perf_counter()
         for batch in self.loader:
             t_data = time.perf_counter() - t_data_start
@@ -133,12 +135,14 @@ class Trainer:
             self.total_iters += 1
             self.epoch_iter += opt.batch_size
             self.total_samples += global_batch
+            steps += 1
+            if steps == 1:
+                t_epoch = time.perf_counter()  # throughput is measured after the first (warm-up) iteration
             bar.update(1)
             bar.set_postfix(img_per_s=f"{global_batch / max(t_comp + t_data, 1e-9):.1f}")
             if self.crossed(before, opt.print_freq):
                 ratio = self.epoch_iter / max(steps_per_epoch * opt.batch_size, 1)
-                line = self.visualizer.print_current_losses(self.epoch, self.epoch_iter, losses, t_comp, t_data)
-                bar.write(f"{line}  [{global_batch / max(t_comp, 1e-9):.1f} img/s]") if ctx.is_main else None
+                self.visualizer.print_current_losses(self.epoch, self.epoch_iter, losses, t_comp, t_data)
                 self.visualizer.plot_current_losses(self.epoch, ratio, losses)
             if self.crossed(before, opt.display_freq):
                 self.visualizer.display_current_results(self.model.get_current_visuals(), self.epoch,
@@ -151,6 +155,10 @@ class Trainer:
                 break
             t_data_start = time.perf_counter()
         bar.close()
+        if steps > 1:
+            elapsed = time.perf_counter() - t_epoch
+            print0(f"epoch {self.epoch}: {steps} iterations, {elapsed / (steps - 1):.3f} s/iteration, "
+                   f"{(steps - 1) * global_batch / elapsed:.1f} images/s (after the first iteration)")
 
 
 def main(argv: list[str] | None = None) -> int:

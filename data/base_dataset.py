@@ -1,9 +1,29 @@
-"""BaseDataset: the plug-in interface of `--dataset_mode` (filled in by the data layer)."""
+"""BaseDataset (the plug-in interface of `--dataset_mode`) and PairDataset, the shared pose-pair reader.
+
+PairDataset reads the official layout (`<root>/<phase>/` images, an annotation CSV and a pair CSV), validates
+it completely at construction, and returns one dict per pair in the network frame (data/geometry.py).
+Specs: evaluation.md 2-3, pg2.md 2, dptn.md 6.
+"""
 from __future__ import annotations
 
 import argparse
+import math
+import os
+from pathlib import Path
 
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+
+from data.annotations import read_annotations, read_pairs
+from data.geometry import images_to_dataset_frame, image_to_network, keypoints_to_network, network_size, pad_maps
+from data.keypoints import MASK_RECIPES, body_mask, disc_pose_maps, drop_outside, flip_keypoints, gaussian_heatmaps
+from util.image import uint8_to_tensor
+from util.io import InputError
+
+POSE_ENCODINGS = ("gaussian", "tf_disc")
+SHOW = 5  # how many offending names an error message lists
 
 
 class BaseDataset(Dataset):
@@ -22,3 +42,228 @@ class BaseDataset(Dataset):
 
     def __init__(self, opt) -> None:
         self.opt = opt
+
+
+def add_pose_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
+    """The pose flags every pair mode shares; models change their defaults with parser.set_defaults."""
+    if "--pose_encoding" in parser._option_string_actions:  # already added by another hook
+        return parser
+    g = parser.add_argument_group("pose")
+    g.add_argument("--pose_encoding", type=str, default="gaussian", choices=POSE_ENCODINGS,
+                   help="pose maps: 18 Gaussian heatmaps in [0,1] (PG2, DPTN) or TF PG2's radius-4 discs in "
+                        "{-1,+1}")
+    g.add_argument("--pose_sigma", type=float, default=6.0, help="sigma of the Gaussian heatmaps, in pixels")
+    g.add_argument("--mask_recipe", type=str, default="none", choices=("none",) + MASK_RECIPES,
+                   help="target body mask returned with each pair: none, pg2 (TF recipe) or hpt (HPT recipe)")
+    g.add_argument("--flip_prob", type=float, default=0.0,
+                   help="training only: probability of mirroring a pair (source and target together, "
+                        "left/right keypoints swapped)")
+    return parser
+
+
+def dataroot_path(opt, mode: str) -> Path:
+    """opt.dataroot as a Path; InputError if it is unset or not a folder."""
+    if opt.dataroot is None:
+        raise InputError(f"--dataset_mode {mode} needs --dataroot: a folder holding {opt.phase}/ and the "
+                         "annotation and pair CSVs")
+    root = Path(opt.dataroot)
+    if not root.is_dir():
+        raise InputError(f"--dataroot {root} does not exist or is not a folder")
+    return root
+
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # JPEG start-of-frame (not DHT/JPG/DAC)
+
+
+def _jpeg_png_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first bytes of a JPEG or PNG file, or None to let PIL decide."""
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] != b"\xff\xd8":
+        return None
+    at = 2
+    while at + 9 <= len(head):
+        if head[at] != 0xFF:
+            return None
+        marker = head[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in _SOF_MARKERS:
+            height, width = int.from_bytes(head[at + 5:at + 7], "big"), int.from_bytes(head[at + 7:at + 9], "big")
+            return (width, height) if height and width else None
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length field
+            at += 2
+            continue
+        at += 2 + int.from_bytes(head[at + 2:at + 4], "big")
+    return None
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header only (as PIL's Image.size reports it).
+
+    JPEG and PNG headers are parsed directly, 10x faster than Image.open, so that validating the ~50k
+    images of a DeepFashion split takes seconds; anything else goes through PIL.
+    """
+    with open(path, "rb") as f:
+        size = _jpeg_png_size(f.read(65536))
+    if size is not None:
+        return size
+    with Image.open(path) as image:  # lazy: decodes the header only
+        return image.size
+
+
+def _listing(names: list[str], rows: dict[str, int], pairs_name: str) -> str:
+    shown = ", ".join(f"{n!r} ({pairs_name} row {rows[n]})" for n in names[:SHOW])
+    return shown + (", ..." if len(names) > SHOW else "")
+
+
+class PairDataset(BaseDataset):
+    """(source, target) pairs of images and keypoints, served in the network frame.
+
+    Subclasses say where the files are; everything else (validation, maps, masks, flips) lives here.
+    Attributes: image_size (H, W) of the files, frame, network_size (H, W) of the tensors, pairs.
+    """
+
+    def __init__(self, opt, root: Path, annotation_path: Path, pairs_path: Path,
+                 image_size: tuple[int, int], frame: str) -> None:
+        super().__init__(opt)
+        self.root = Path(root)
+        self.image_dir = self.root / opt.phase
+        self.image_size = tuple(image_size)
+        self.frame = frame
+        self.network_size = network_size(self.image_size, frame)
+        if not 0.0 <= opt.flip_prob <= 1.0:
+            raise InputError(f"--flip_prob must be in [0, 1], got {opt.flip_prob}")
+        if opt.pose_sigma <= 0:
+            raise InputError(f"--pose_sigma must be > 0, got {opt.pose_sigma}")
+        self.flip_prob = opt.flip_prob if opt.is_train else 0.0
+        self._draws = 0  # per-process counter that varies the flip coin between epochs
+
+        annotations = read_annotations(annotation_path)  # raises first on a missing file
+        pairs = read_pairs(pairs_path)
+        if not self.image_dir.is_dir():
+            raise InputError(f"image folder {self.image_dir} not found (--dataroot {self.root}, --phase {opt.phase})")
+        if math.isfinite(opt.max_dataset_size):
+            pairs = pairs[: max(int(opt.max_dataset_size), 0)]
+        if not pairs:
+            raise InputError(f"{pairs_path.name}: --max_dataset_size {opt.max_dataset_size} leaves no pairs")
+        self.pairs = pairs
+        names, rows = self._names_in_order(pairs)
+        self._check_annotated(names, rows, annotations, annotation_path, pairs_path)
+        self._check_images(names, rows, pairs_path)
+        # points outside the image count as missing (evaluation.md 2.2)
+        self.keypoints = {n: drop_outside(annotations[n], *self.image_size) for n in names}
+
+    # --- validation ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _names_in_order(pairs: list[tuple[str, str]]) -> tuple[list[str], dict[str, int]]:
+        """Distinct names in pair-file order, and the first pair-file row (from 1) naming each."""
+        rows: dict[str, int] = {}
+        for row, pair in enumerate(pairs, start=1):
+            for name in pair:
+                rows.setdefault(name, row)
+        return list(rows), rows
+
+    @staticmethod
+    def _check_annotated(names, rows, annotations, annotation_path: Path, pairs_path: Path) -> None:
+        unknown = [n for n in names if n not in annotations]
+        if unknown:
+            raise InputError(f"{pairs_path}: {len(unknown)} image name(s) have no row in {annotation_path.name}: "
+                             + _listing(unknown, rows, pairs_path.name))
+
+    def _check_images(self, names, rows, pairs_path: Path) -> None:
+        """Every image exists and has the expected size; reads only the headers, so it stays fast."""
+        present = set(os.listdir(self.image_dir))
+        absent = [n for n in names if n not in present]
+        if absent:
+            raise InputError(f"{len(absent)} image(s) named in {pairs_path.name} are missing from "
+                             f"{self.image_dir}: " + _listing(absent, rows, pairs_path.name))
+        height, width = self.image_size
+        wrong = []
+        for name in names:
+            path = self.image_dir / name
+            try:
+                size = read_image_size(path)
+            except (UnidentifiedImageError, OSError) as exc:
+                raise InputError(f"{path}: not a readable image ({exc})") from None
+            if size != (width, height):
+                wrong.append((path, size))
+        if wrong:
+            path, (w, h) = wrong[0]
+            more = f" ({len(wrong)} images have a wrong size)" if len(wrong) > 1 else ""
+            raise InputError(f"{path}: image is {h}x{w} (height x width), expected {height}x{width}{more}")
+
+    # --- items -----------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def flip_coin(self, index: int, epoch: int | None = None) -> bool:
+        """Whether to mirror pair `index`: one coin per pair, reproducible from --seed.
+
+        With `epoch` (a sampler yielding (index, epoch) items) the coin depends only on (seed, index, epoch),
+        so a resumed run flips exactly as an uninterrupted one; otherwise a per-process draw counter is used.
+        """
+        if self.flip_prob <= 0.0:
+            return False
+        draw = epoch if epoch is not None else self._draws
+        self._draws += 1
+        rng = np.random.default_rng([self.opt.seed % 2**32, index, draw, 0x5EED])
+        return bool(rng.random() < self.flip_prob)
+
+    def _load(self, name: str, flip: bool) -> tuple[Image.Image, np.ndarray]:
+        """The image and its keypoints in the dataset frame, mirrored if `flip`."""
+        image = Image.open(self.image_dir / name).convert("RGB")
+        keypoints = self.keypoints[name]
+        if flip:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            keypoints = flip_keypoints(keypoints, self.image_size[1])
+        return image, keypoints
+
+    def _image_tensor(self, image: Image.Image) -> torch.Tensor:
+        return uint8_to_tensor(np.array(image_to_network(image, self.frame)))  # (3, Hn, Wn) in [-1, 1]
+
+    def _pose(self, keypoints: np.ndarray) -> torch.Tensor:
+        """(18, Hn, Wn) pose maps; under pad256 built in the dataset frame, then padded (pg2.md 2.4)."""
+        padded = self.frame == "pad256"
+        kps = keypoints if padded else keypoints_to_network(keypoints, self.image_size, self.frame)
+        height, width = self.image_size if padded else self.network_size
+        if self.opt.pose_encoding == "tf_disc":
+            maps, fill = disc_pose_maps(kps, height, width), -1.0
+        else:
+            maps, fill = gaussian_heatmaps(kps, height, width, self.opt.pose_sigma), 0.0
+        return pad_maps(maps, self.image_size, self.frame, fill) if padded else maps
+
+    def _mask(self, keypoints: np.ndarray) -> torch.Tensor:
+        """(1, Hn, Wn) float {0,1} target body mask; padded with 0 under pad256."""
+        padded = self.frame == "pad256"
+        kps = keypoints if padded else keypoints_to_network(keypoints, self.image_size, self.frame)
+        height, width = self.image_size if padded else self.network_size
+        mask = torch.from_numpy(body_mask(kps, height, width, self.opt.mask_recipe)).to(torch.float32)[None]
+        return pad_maps(mask, self.image_size, self.frame, 0.0) if padded else mask
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict:
+        """The pair `item` (an index, or (index, epoch)) as a dict of network-frame tensors and names."""
+        index, epoch = item if isinstance(item, tuple) else (item, None)
+        source_name, target_name = self.pairs[index]
+        flip = self.flip_coin(index, epoch)
+        source, source_kps = self._load(source_name, flip)
+        target, target_kps = self._load(target_name, flip)
+        out = {
+            "source_image": self._image_tensor(source),
+            "target_image": self._image_tensor(target),
+            "source_pose": self._pose(source_kps),
+            "target_pose": self._pose(target_kps),
+        }
+        if self.opt.mask_recipe != "none":
+            out["target_mask"] = self._mask(target_kps)
+        out["source_keypoints"] = torch.from_numpy(keypoints_to_network(source_kps, self.image_size, self.frame))
+        out["target_keypoints"] = torch.from_numpy(keypoints_to_network(target_kps, self.image_size, self.frame))
+        out["source_name"], out["target_name"] = source_name, target_name
+        return out
+
+    def to_dataset_frame(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, Hn, Wn) network images -> (B, 3, H, W) in the frame of the files (for saving, metrics)."""
+        return images_to_dataset_frame(images, self.image_size, self.frame)

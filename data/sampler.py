@@ -8,8 +8,11 @@ import torch
 from torch.utils.data import Sampler
 
 
-class ResumableSampler(Sampler[int]):
-    """Shuffled (or file-order) indices for one rank, reproducible from (seed, epoch).
+class ResumableSampler(Sampler[tuple[int, int]]):
+    """Shuffled (or file-order) (index, epoch) items for one rank, reproducible from (seed, epoch).
+
+    The epoch travels with each index so that random augmentation (the flip coin) can depend only on
+    (seed, index, epoch), whichever worker process loads the item.
 
     Like DistributedSampler (pads to a multiple of the number of replicas, strides by rank) but also works
     with a single process and can start `skip` samples into the epoch, which is how --continue_train
@@ -44,8 +47,8 @@ class ResumableSampler(Sampler[int]):
         order += order[: total - len(order)]  # pad so every rank gets the same count
         return order[self.rank:total:self.num_replicas]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.rank_indices()[self.skip:])
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(index, self.epoch) for index in self.rank_indices()[self.skip:]])
 
     def __len__(self) -> int:
         return self.per_rank - self.skip

@@ -1,0 +1,117 @@
+"""The network frame versus the dataset frame (pg2.md 2.4, dptn.md 6.3 and 7).
+
+Frames:
+- 'native':     the network sees the dataset frame (Market 128x64; DeepFashion 256x176).
+- 'pad256':     DeepFashion 256x176 padded with 40 white columns on each side to 256x256; keypoint x + 40
+                (PG2's paper geometry). Outputs are cropped back to columns [40, 216).
+- 'stretch256': DeepFashion stretched to 256x256 as the official DPTN loader does (torchvision bilinear
+                resize of the PIL image); keypoints scaled in float and truncated. Outputs are resized back.
+Sizes are (H, W).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from data.annotations import MISSING
+
+FRAMES = ("native", "pad256", "stretch256")
+SQUARE = 256  # the side of the 256x256 frames
+
+
+def _check_frame(frame: str) -> None:
+    if frame not in FRAMES:
+        raise ValueError(f"unknown frame {frame!r}; available: {', '.join(FRAMES)}")
+
+
+def pad_columns(dataset_size: tuple[int, int]) -> int:
+    """Columns of padding on each side under 'pad256' (40 for DeepFashion's 256x176)."""
+    height, width = dataset_size
+    if height != SQUARE or width > SQUARE or (SQUARE - width) % 2:
+        raise ValueError(f"frame 'pad256' needs images {SQUARE} high and at most {SQUARE} wide with an even "
+                         f"margin; got {height}x{width}")
+    return (SQUARE - width) // 2
+
+
+def network_size(dataset_size: tuple[int, int], frame: str) -> tuple[int, int]:
+    """(H, W) of the tensors the networks see for a dataset of `dataset_size` under `frame`."""
+    _check_frame(frame)
+    if frame == "native":
+        return tuple(dataset_size)
+    if frame == "pad256":
+        pad_columns(dataset_size)
+    return SQUARE, SQUARE
+
+
+def keypoints_to_network(keypoints: np.ndarray, dataset_size: tuple[int, int], frame: str) -> np.ndarray:
+    """Map int64 (..., 18, 2) (y, x) keypoints from the dataset frame to the network frame.
+
+    Points missing or outside the dataset frame stay / become -1, and so do points that land outside the
+    network frame. 'stretch256' truncates after float scaling, as DPTN's cords_to_map does.
+    """
+    kps = np.asarray(keypoints, dtype=np.int64)
+    height, width = dataset_size
+    net_h, net_w = network_size(dataset_size, frame)
+    flat = kps.reshape(-1, 2)
+    inside = (flat >= 0).all(axis=1) & (flat[:, 0] < height) & (flat[:, 1] < width)
+    out = flat.copy()
+    if frame == "pad256":
+        out[:, 1] += pad_columns(dataset_size)
+    elif frame == "stretch256":
+        # float64 scaling then int() truncation (values are >= 0, so astype truncates the same way)
+        out[:, 0] = (flat[:, 0] / height * net_h).astype(np.int64)
+        out[:, 1] = (flat[:, 1] / width * net_w).astype(np.int64)
+    inside &= (out[:, 0] >= 0) & (out[:, 0] < net_h) & (out[:, 1] >= 0) & (out[:, 1] < net_w)
+    out[~inside] = MISSING
+    return out.reshape(kps.shape)
+
+
+def image_to_network(image: Image.Image, frame: str) -> Image.Image:
+    """An RGB PIL image in the dataset frame -> the PIL image the network sees."""
+    _check_frame(frame)
+    if frame == "native":
+        return image
+    width, height = image.size
+    if frame == "pad256":
+        pad = pad_columns((height, width))
+        canvas = Image.new("RGB", (SQUARE, SQUARE), (255, 255, 255))  # white = +1 after normalisation
+        canvas.paste(image, (pad, 0))
+        return canvas
+    from torchvision.transforms.functional import resize  # imported here: only this frame needs it
+
+    return resize(image, [SQUARE, SQUARE])  # torchvision's default: bilinear on the PIL image (antialiased)
+
+
+def pad_maps(maps: torch.Tensor, dataset_size: tuple[int, int], frame: str, fill: float) -> torch.Tensor:
+    """Pose maps or masks (C, H, W) built in the dataset frame -> 'pad256' frame, padded with `fill`.
+
+    Only 'pad256' pads maps (pg2.md 2.4: pose channels 0, or -1 under tf_disc; masks 0); other frames
+    build their maps directly in the network frame, so calling this for them is a programming error.
+    """
+    if frame != "pad256":
+        raise ValueError(f"pad_maps is for frame 'pad256', not {frame!r}")
+    pad = pad_columns(dataset_size)
+    out = maps.new_full((*maps.shape[:-1], maps.shape[-1] + 2 * pad), fill)  # faster than F.pad on CPU
+    out[..., pad:pad + maps.shape[-1]] = maps
+    return out
+
+
+def images_to_dataset_frame(images: torch.Tensor, dataset_size: tuple[int, int], frame: str) -> torch.Tensor:
+    """(B, 3, Hn, Wn) network outputs in [-1, 1] -> (B, 3, H, W) in the dataset frame, for saving and metrics.
+
+    'pad256' crops the padding; 'stretch256' resizes back with bilinear interpolation (align_corners=False,
+    no antialiasing, like DPTN's cv2 INTER_LINEAR); 'native' returns the input.
+    """
+    _check_frame(frame)
+    expected = network_size(dataset_size, frame)
+    if tuple(images.shape[-2:]) != tuple(expected):
+        raise ValueError(f"images are {tuple(images.shape[-2:])}, expected the {frame} frame {expected}")
+    height, width = dataset_size
+    if frame == "native":
+        return images
+    if frame == "pad256":
+        pad = pad_columns(dataset_size)
+        return images[..., pad:pad + width]
+    return F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False, antialias=False)
