@@ -1,0 +1,91 @@
+"""Layers shared by the generators and discriminators (defined once here, imported by every network file).
+
+The definitions follow specs/pg2.md Sec. 3.1 (PG2, Ma et al., "Pose Guided Person Image Generation",
+NeurIPS 2017): `conv2d` pads k//2 and has a bias, `ResBlock` puts the ReLU before the sum, `Down` is a
+stride-2 3x3 conv + ReLU, `Up` is nearest x2 upsampling (optionally with a 1x1 conv + ReLU).
+Submodule names (`main`, Sequential indices) are chosen so that state dicts match the HPT layout (Sec. 3.6).
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Iterable
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+
+def conv2d(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+           bias: bool = True) -> nn.Conv2d:
+    """Conv2d with zero padding kernel_size // 2 (so stride 1 keeps the size and stride 2 halves it)."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias)
+
+
+def conv_relu_pair(in_channels: int, out_channels: int) -> nn.Sequential:
+    """[conv3x3 in->out, ReLU, conv3x3 out->out, ReLU]; convs at indices 0 and 2."""
+    return nn.Sequential(
+        conv2d(in_channels, out_channels, 3),
+        nn.ReLU(inplace=True),
+        conv2d(out_channels, out_channels, 3),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ResBlock(nn.Module):
+    """Res(C): x -> x + [conv3x3, ReLU, conv3x3, ReLU](x); no projection, nothing after the sum."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.main = conv_relu_pair(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
+        return x + self.main(x)
+
+
+class Down(nn.Sequential):
+    """Down(Ci->Co): conv3x3 stride 2 padding 1, then ReLU; (B, Ci, H, W) -> (B, Co, ceil(H/2), ceil(W/2))."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(conv2d(in_channels, out_channels, 3, stride=2), nn.ReLU(inplace=True))
+
+
+class Up(nn.Sequential):
+    """Up: nearest x2 upsampling; with channels given, also a 1x1 conv Ci->Co and a ReLU (PG2's G1 Up).
+
+    The spec orders it upsample -> conv1x1 -> ReLU. A 1x1 conv and a ReLU act on each pixel alone, so they
+    commute exactly with nearest upsampling; they run first here, on 4x fewer pixels, and the 1x1 conv keeps
+    index 0 (the HPT key `conv.0.weight`). (B, Ci, H, W) -> (B, Co, 2H, 2W).
+    """
+
+    def __init__(self, in_channels: int | None = None, out_channels: int | None = None) -> None:
+        layers: list[nn.Module] = []
+        if (in_channels is None) != (out_channels is None):
+            raise ValueError("Up needs both in_channels and out_channels, or neither")
+        if in_channels is not None:
+            layers += [conv2d(in_channels, out_channels, 1), nn.ReLU(inplace=True)]
+        layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        super().__init__(*layers)
+
+
+def probe_output_shape(layers: Iterable[nn.Module], input_shape: tuple[int, ...]) -> torch.Size:
+    """Shape of the output of `layers` applied in order to an input of `input_shape` (a dummy forward).
+
+    Runs on the meta device with meta copies of the parameters and buffers: no arithmetic, no memory, and
+    the real weights and BatchNorm statistics are left untouched.
+    """
+    x = torch.empty(input_shape, device="meta")
+    for layer in layers:
+        tensors = itertools.chain(layer.named_parameters(), layer.named_buffers())
+        meta = {name: torch.empty_like(t, device="meta") for name, t in tensors}
+        x = functional_call(layer, meta, (x,))
+    return x.shape
+
+
+def xavier_uniform_init(net: nn.Module) -> nn.Module:
+    """Xavier-uniform (gain 1) on every Conv2d/Linear weight and zero biases (TF slim's default)."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return net

@@ -1,0 +1,103 @@
+"""PG2 stage-1 generator G1: a U-Net with a fully connected bottleneck.
+
+Paper: Ma et al., "Pose Guided Person Image Generation", NeurIPS 2017. Spec: specs/pg2.md Sec. 3.2
+(layer tables and parameter counts), 3.5 (initialisation), 3.6 (state-dict names, HPT layout), 2.4 and
+pitfalls 1-2 (geometry). Input cat(I_A, P_B) = 21 channels; output Ĝ1, 3 channels, linear (no tanh).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.networks.blocks import Down, ResBlock, Up, conv2d, probe_output_shape, xavier_uniform_init
+from util.io import InputError
+
+
+class G1EncoderBlock(nn.Module):
+    """Res(C) -> skip; then Down(C -> C_next) unless this is the last block."""
+
+    def __init__(self, channels: int, next_channels: int | None) -> None:
+        super().__init__()
+        self.res = ResBlock(channels)
+        self.conv = Down(channels, next_channels) if next_channels is not None else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        skip = self.res(x)  # (B, C, h, w)
+        return skip, (self.conv(skip) if self.conv is not None else skip)
+
+
+class G1DecoderBlock(nn.Module):
+    """cat(x, skip) -> Res(cat channels); then Up(cat channels -> C_out) unless this is the last block."""
+
+    def __init__(self, channels: int, out_channels: int | None) -> None:
+        super().__init__()
+        self.res = ResBlock(channels)
+        self.conv = Up(channels, out_channels) if out_channels is not None else None
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.res(torch.cat([x, skip], dim=1))
+        return self.conv(x) if self.conv is not None else x
+
+
+class PG2GeneratorStage1(nn.Module):
+    """G1(I_A, P_B) -> Ĝ1, built for one frame size.
+
+    Args:
+        height, width: network frame (Market 128x64; DeepFashion 256x256 pad256 or 256x176 native).
+        depth: N, the number of encoder/decoder blocks (5 Market and native, 6 pad256).
+        ngf: n, the base width (the paper's 128; smaller values are not the paper's network).
+        z_dim: bottleneck size (64).
+        image_channels, pose_channels: 3 and 18 (the input has their sum).
+
+    The fc sizes come from a dummy forward of the encoder; a frame whose height or width is not divisible
+    by 2^(N-1) raises InputError.
+    """
+
+    def __init__(self, height: int = 128, width: int = 64, depth: int = 5, ngf: int = 128, z_dim: int = 64,
+                 image_channels: int = 3, pose_channels: int = 18) -> None:
+        super().__init__()
+        factor = 2 ** (depth - 1)
+        if depth < 1 or height % factor or width % factor:
+            raise InputError(
+                f"PG2 G1 with depth N={depth} needs a frame whose height and width are divisible by "
+                f"2^(N-1)={factor}, got {height}x{width} (specs/pg2.md 2.4: DeepFashion 256x176 works with "
+                "N=5 (--pg2_geometry native) or padded to 256x256 with N=6 (pad256))")
+        n = ngf
+        self.height, self.width, self.depth, self.ngf = height, width, depth, ngf
+        in_channels = image_channels + pose_channels
+
+        self.start_conv = nn.Sequential(conv2d(in_channels, n, 3), nn.ReLU(inplace=True))
+        # block i (1-based) works at n*i channels; all but the last end with Down(n*i -> n*(i+1))
+        self.encoder = nn.ModuleList(
+            G1EncoderBlock(n * i, n * (i + 1) if i < depth else None) for i in range(1, depth + 1))
+
+        layers = [self.start_conv] + [m for block in self.encoder for m in (block.res, block.conv) if m is not None]
+        _, c, h, w = probe_output_shape(layers, (1, in_channels, height, width))  # (1, n*N, h, w)
+        self.bottleneck_shape = (n, h, w)  # what up_fc reshapes to
+        self.down_fc = nn.Linear(c * h * w, z_dim)  # no activation
+        self.up_fc = nn.Linear(z_dim, n * h * w)  # no activation
+
+        # decoder block j (1-based) concatenates x with skip s_{N+1-j} (n*(N+1-j) channels)
+        decoder = []
+        x_channels = n
+        for j in range(1, depth + 1):
+            cat_channels = x_channels + n * (depth + 1 - j)
+            out_channels = n * (depth - j) if j < depth else None
+            decoder.append(G1DecoderBlock(cat_channels, out_channels))
+            x_channels = out_channels if out_channels is not None else cat_channels
+        self.decoder = nn.ModuleList(decoder)
+        self.end_conv = conv2d(x_channels, 3, 3)  # 2n -> 3, linear output
+        xavier_uniform_init(self)
+
+    def forward(self, image: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """image (B, 3, H, W) in [-1,1], pose (B, 18, H, W) -> Ĝ1 (B, 3, H, W), not clamped."""
+        x = self.start_conv(torch.cat([image, pose], dim=1))  # (B, n, H, W)
+        skips = []
+        for block in self.encoder:
+            skip, x = block(x)
+            skips.append(skip)
+        z = self.down_fc(x.flatten(1))  # (B, 64), flattened in (C, H, W) order
+        x = self.up_fc(z).view(x.shape[0], *self.bottleneck_shape)  # (B, n, h, w)
+        for block, skip in zip(self.decoder, reversed(skips)):
+            x = block(x, skip)
+        return self.end_conv(x)  # (B, 3, H, W)

@@ -1,0 +1,97 @@
+"""PG2 stage-2 generator G2: a U-Net (no fc, no residuals, no normalisation) predicting a difference map.
+
+Paper: Ma et al., "Pose Guided Person Image Generation", NeurIPS 2017. Spec: specs/pg2.md Sec. 3.3
+(layer tables, skip rules, parameter counts), 3.5 (initialisation), 3.6 (state-dict names, HPT layout).
+Input cat(I_A, Ĝ1) = 6 channels; output the difference map; the model forms Ĝ2 = Ĝ1 + G2(I_A, Ĝ1).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from models.networks.blocks import Down, Up, conv2d, conv_relu_pair, xavier_uniform_init
+from util.io import InputError
+
+
+class G2EncoderBlock(nn.Module):
+    """[conv3x3 Ci->C, ReLU, conv3x3 C->C, ReLU] -> e_i; then Down(C -> C) unless this is the last block."""
+
+    def __init__(self, in_channels: int, channels: int, down: bool) -> None:
+        super().__init__()
+        self.main = conv_relu_pair(in_channels, channels)
+        self.conv = Down(channels, channels) if down else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.main(x)  # (B, C, h, w)
+        return e, (self.conv(e) if self.conv is not None else e)
+
+
+class G2DecoderBlock(nn.Module):
+    """[cat(x, skip) if kept], [conv3x3 -> n, ReLU, conv3x3 n -> n, ReLU], then nearest x2 unless last."""
+
+    def __init__(self, in_channels: int, channels: int, up: bool) -> None:
+        super().__init__()
+        self.main = conv_relu_pair(in_channels, channels)
+        self.up = Up() if up else None
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        x = self.main(x)
+        return self.up(x) if self.up is not None else x
+
+
+class PG2GeneratorStage2(nn.Module):
+    """G2(I_A, Ĝ1) -> difference map, built for one frame size.
+
+    Args:
+        height, width: network frame; both must be divisible by 2^(R-1).
+        depth: R, the number of encoder/decoder blocks (3 Market, 4 DeepFashion).
+        ngf: n, the base width (the paper's 128; smaller values are not the paper's network).
+        skips: 1-based encoder levels i whose output e_i the decoder concatenates; None keeps all.
+            Market drops the full-resolution skip: skips=(2, 3) with R=3.
+        image_channels: 3 (the input is the condition image and Ĝ1, 2 * 3 channels).
+    """
+
+    def __init__(self, height: int = 128, width: int = 64, depth: int = 3, ngf: int = 128,
+                 skips: Iterable[int] | None = None, image_channels: int = 3) -> None:
+        super().__init__()
+        factor = 2 ** (depth - 1)
+        if depth < 1 or height % factor or width % factor:
+            raise InputError(f"PG2 G2 with depth R={depth} needs a frame whose height and width are divisible "
+                             f"by 2^(R-1)={factor}, got {height}x{width}")
+        self.skips = tuple(sorted(set(range(1, depth + 1) if skips is None else skips)))
+        if any(not 1 <= i <= depth for i in self.skips):
+            raise ValueError(f"G2 skips must be levels in 1..{depth}, got {self.skips}")
+        n = ngf
+        self.height, self.width, self.depth, self.ngf = height, width, depth, ngf
+
+        self.start_conv = nn.Sequential(conv2d(2 * image_channels, n, 3), nn.ReLU(inplace=True))
+        # block i (1-based): (n or n*(i-1)) -> n*i; the stride-2 conv keeps the channel count
+        self.encoder = nn.ModuleList(
+            G2EncoderBlock(n if i == 1 else n * (i - 1), n * i, down=i < depth) for i in range(1, depth + 1))
+        # decoder block j (1-based) reads x (e_R for j = 1, else n channels) and maybe skip e_{R+1-j}
+        decoder = []
+        for j in range(1, depth + 1):
+            level = depth + 1 - j
+            x_channels = n * depth if j == 1 else n
+            in_channels = x_channels + (n * level if level in self.skips else 0)
+            decoder.append(G2DecoderBlock(in_channels, n, up=j < depth))
+        self.decoder = nn.ModuleList(decoder)
+        self.end_conv = conv2d(n, 3, 3)  # linear output
+        xavier_uniform_init(self)
+
+    def forward(self, image: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """image I_A (B, 3, H, W), coarse Ĝ1 (B, 3, H, W) -> difference map (B, 3, H, W)."""
+        x = self.start_conv(torch.cat([image, coarse], dim=1))  # (B, n, H, W)
+        features = []
+        for block in self.encoder:
+            e, x = block(x)
+            features.append(e)
+        x = features[-1]  # e_R (B, n*R, H/2^(R-1), W/2^(R-1))
+        for j, block in enumerate(self.decoder, start=1):
+            level = self.depth + 1 - j
+            x = block(x, features[level - 1] if level in self.skips else None)
+        return self.end_conv(x)
