@@ -1,0 +1,60 @@
+"""Compare generated test images with the copy-the-source baseline (mean L1 to the target, in [-1,1] units).
+
+A pose-transfer model that has learned anything must beat simply returning the source image:
+    python -m scripts.copy_baseline --results_dir results/quickstart --dataroot datasets/synthetic/quickstart
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from data.annotations import read_pairs
+from util.io import InputError
+
+
+def load(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise InputError(f"image {path} not found")
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 127.5 - 1.0
+
+
+def l1_scores(results_dir: Path, image_dir: Path, pairs: list[tuple[str, str]]) -> tuple[float, float, int]:
+    """Mean L1 of (generated, target) and of (source, target) over the pairs that have a generated image."""
+    generated, copied = [], []
+    for source, target in pairs:
+        fake = next(results_dir.glob(f"{Path(source).stem}_2_{Path(target).stem}_vis.*"), None)
+        if fake is None:
+            continue
+        truth = load(image_dir / target)
+        generated.append(np.abs(load(fake) - truth).mean())
+        copied.append(np.abs(load(image_dir / source) - truth).mean())
+    if not generated:
+        raise InputError(f"no generated images of the listed pairs in {results_dir}")
+    return float(np.mean(generated)), float(np.mean(copied)), len(generated)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results_dir", required=True, help="folder of <source>_2_<target>_vis.* images")
+    parser.add_argument("--dataroot", required=True, help="dataset folder with test/ and the pair CSV")
+    parser.add_argument("--pairs", default="market-pairs-test.csv", help="pair CSV inside --dataroot")
+    parser.add_argument("--phase", default="test", help="image folder inside --dataroot")
+    args = parser.parse_args(argv)
+    try:
+        root = Path(args.dataroot)
+        model, copy, count = l1_scores(Path(args.results_dir), root / args.phase, read_pairs(root / args.pairs))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    verdict = "better" if model < copy else "NOT better"
+    print(f"{count} test pairs: mean L1 to the target  model {model:.4f}  |  copy the source {copy:.4f}  "
+          f"-> model is {verdict} ({copy / model:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
