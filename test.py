@@ -14,13 +14,12 @@ import torch
 from tqdm import tqdm
 
 from data import create_dataloader, create_dataset
-from data.geometry import images_to_dataset_frame
 from models import create_model
 from options.test_options import TestOptions
 from util.distributed import build_context
 from util.html import HTML
 from util.image import save_image, tensor_to_uint8, uint8_to_tensor
-from util.io import InputError
+from util.io import report_input_errors
 from util.pose_drawing import draw_skeleton
 
 PANEL_LABELS = ("source", "source pose", "target", "target pose", "generated")
@@ -53,8 +52,7 @@ class ResultWriter:
         self.count = 0
 
     def to_dataset_frame(self, images: torch.Tensor) -> np.ndarray:
-        frame = images_to_dataset_frame(images.float(), self.dataset.image_size, self.dataset.frame)
-        return tensor_to_uint8(frame)
+        return tensor_to_uint8(self.dataset.to_dataset_frame(images.float()))
 
     def write(self, batch: dict, generated: torch.Tensor) -> None:
         names = [result_name(s, t, self.opt.image_format)
@@ -80,34 +78,31 @@ class ResultWriter:
             self.html.save()
 
 
+@report_input_errors
 def main(argv: list[str] | None = None) -> int:
     """Parse, generate, return the exit status (2 for bad input)."""
-    try:
-        opt = TestOptions().parse(argv)
-        ctx = build_context(opt.gpu_ids)
-        dataset = create_dataset(opt)
-        loader = create_dataloader(opt, ctx, dataset)
-        model = create_model(opt, ctx)
-        model.setup()
-        writer = ResultWriter(opt, dataset)
-        total = int(min(opt.how_many, len(dataset)))
-        with tqdm(total=total, unit="img", dynamic_ncols=True) as bar:
-            for batch in loader:
-                keep = min(len(batch["source_name"]), total - writer.count)
-                if keep < len(batch["source_name"]):
-                    batch = {k: v[:keep] for k, v in batch.items()}
-                model.set_input(batch)
-                model.test()
-                writer.write(batch, model.generated_images())
-                bar.update(keep)
-                if writer.count >= total:
-                    break
-        writer.close()
-        where = f" and {Path(opt.results_dir) / 'web' / 'index.html'}" if writer.html is not None else ""
-        print(f"wrote {writer.count} generated images to {opt.results_dir}{where}")
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    opt = TestOptions().parse(argv)
+    ctx = build_context(opt.gpu_ids)
+    dataset = create_dataset(opt)
+    loader = create_dataloader(opt, ctx, dataset)
+    model = create_model(opt, ctx)
+    model.setup()
+    writer = ResultWriter(opt, dataset)
+    total = int(min(opt.how_many, len(dataset)))
+    with tqdm(total=total, unit="img", dynamic_ncols=True) as bar:
+        for batch in loader:
+            keep = min(len(batch["source_name"]), total - writer.count)
+            if keep < len(batch["source_name"]):
+                batch = {k: v[:keep] for k, v in batch.items()}
+            model.set_input(batch)
+            model.test()
+            writer.write(batch, model.generated_images())
+            bar.update(keep)
+            if writer.count >= total:
+                break
+    writer.close()
+    where = f" and {Path(opt.results_dir) / 'web' / 'index.html'}" if writer.html is not None else ""
+    print(f"wrote {writer.count} generated images to {opt.results_dir}{where}")
     return 0
 
 

@@ -18,7 +18,7 @@ from models import create_model
 from options.train_options import TrainOptions
 from util.checkpoint import load_training_state, save_training_state, seed_everything, set_rng_state
 from util.distributed import RunContext, barrier, build_context, print0
-from util.io import InputError
+from util.io import InputError, report_input_errors
 from util.visualizer import Visualizer
 
 
@@ -161,16 +161,14 @@ class Trainer:
                    f"{(steps - 1) * global_batch / elapsed:.1f} images/s (after the first iteration)")
 
 
+@report_input_errors
 def main(argv: list[str] | None = None) -> int:
-    """Parse, train, return the exit status (2 for bad input)."""
+    """Parse, train, return the exit status (2 for bad input, 3 for a non-finite loss)."""
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    opt = TrainOptions().parse(argv, save=main_rank, echo=main_rank)
+    ctx = build_context(opt.gpu_ids)
     try:
-        main_rank = int(os.environ.get("RANK", "0")) == 0
-        opt = TrainOptions().parse(argv, save=main_rank, echo=main_rank)
-        ctx = build_context(opt.gpu_ids)
         Trainer(opt, ctx).run()
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from data.annotations import read_annotations, write_pairs
-from util.io import InputError
+from util.io import InputError, report_input_errors
 
 FORMATS = ("market", "fashion")
 TORSO = (2, 5, 8, 11)  # r-shoulder, l-shoulder, r-hip, l-hip: the reference keeps rows with all four
@@ -120,6 +120,7 @@ def make_pairs(annotation: str | Path, fmt: str, test_sample: int | None = None,
     return pairs
 
 
+@report_input_errors
 def main(argv: list[str] | None = None) -> int:
     """CLI: write a `from,to` pair CSV built from an annotation CSV."""
     parser = argparse.ArgumentParser(prog="python -m datasets.make_pairs", description=__doc__.split("\n")[0])
@@ -134,14 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random_state of the subset (the reference uses 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
-    try:
-        if args.out.exists() and not args.overwrite:
-            raise InputError(f"{args.out} exists; pass --overwrite to replace it")
-        pairs = make_pairs(args.annotation, args.fmt, args.test_sample, args.min_keypoints, args.seed)
-        write_pairs(args.out, pairs)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.out.exists() and not args.overwrite:
+        raise InputError(f"{args.out} exists; pass --overwrite to replace it")
+    pairs = make_pairs(args.annotation, args.fmt, args.test_sample, args.min_keypoints, args.seed)
+    write_pairs(args.out, pairs)
     print(f"wrote {len(pairs)} pairs to {args.out}")
     return 0
 

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 from data.annotations import write_annotations, write_pairs
 from datasets.make_pairs import FASHION_MIN_KEYPOINTS, fashion_pairs, market_pairs
 from datasets.pose_bank import FASHION_VIEWS, FRAMES, fashion_view, load_pose_bank
-from util.io import InputError
+from util.io import InputError, report_input_errors
 
 FORMATS = ("market", "fashion")
 DEFAULT_IMAGES_PER_PERSON = {"market": 6, "fashion": len(FASHION_VIEWS)}
@@ -427,6 +427,7 @@ def make_synthetic_dataset(out: str | Path, fmt: str, people: int, seed: int, im
     return summary
 
 
+@report_input_errors
 def main(argv: list[str] | None = None) -> int:
     """CLI: write a synthetic dataset and print its summary."""
     parser = argparse.ArgumentParser(prog="python -m datasets.make_synthetic", description=__doc__.split("\n")[0])
@@ -440,12 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test_fraction", type=float, default=0.25, help="share of identities in test")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     args = parser.parse_args(argv)
-    try:
-        summary = make_synthetic_dataset(args.out, args.fmt, args.people, args.seed, args.images_per_person,
-                                         args.test_fraction, args.overwrite)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    summary = make_synthetic_dataset(args.out, args.fmt, args.people, args.seed, args.images_per_person,
+                                     args.test_fraction, args.overwrite)
     print(f"{args.fmt} synthetic dataset in {args.out}: "
           f"train {summary['train_images']} images / {summary['train_identities']} identities / "
           f"{summary['train_pairs']} pairs; test {summary['test_images']} images / "

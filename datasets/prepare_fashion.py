@@ -22,7 +22,7 @@ from PIL import Image
 
 from datasets.prepare_market import (SHOW, install_annotations, plan_annotations, print_annotation_report,
                                      refuse_existing)
-from util.io import InputError
+from util.io import InputError, report_input_errors
 
 HEIGHT, WIDTH = 256, 176
 CROP = (40, 0, 216, 256)  # (left, top, right, bottom) of a 256x256 raw image
@@ -186,6 +186,7 @@ def _save_jpeg(image: Image.Image, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+@report_input_errors
 def main(argv: list[str] | None = None) -> int:
     """CLI: prepare DeepFashion In-shop and print what was matched, resized and checked."""
     parser = argparse.ArgumentParser(prog="python -m datasets.prepare_fashion", description=__doc__.split("\n")[0])
@@ -197,12 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow_missing", action="store_true", help="go on when some listed names have no image")
     parser.add_argument("--overwrite", action="store_true", help="replace files that already exist in --out")
     args = parser.parse_args(argv)
-    try:
-        summary = prepare_fashion(args.raw, args.out, args.train_lst, args.test_lst, args.allow_missing,
-                                  args.overwrite, args.annotations)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    summary = prepare_fashion(args.raw, args.out, args.train_lst, args.test_lst, args.allow_missing,
+                              args.overwrite, args.annotations)
     for split in ("train", "test"):
         line = f"{split}: {summary[split]} of {summary[split + '_listed']} listed names matched a raw image"
         if summary[f"{split}_unmatched"]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from data.annotations import read_annotations, read_pairs, write_pairs
 from datasets.make_pairs import market_pairs
-from util.io import InputError
+from util.io import InputError, report_input_errors
 
 SPLIT_FOLDERS = {"train": "bounding_box_train", "test": "bounding_box_test"}
 MARKET_CSVS = {split: (f"market-annotation-{split}.csv", f"market-pairs-{split}.csv") for split in SPLIT_FOLDERS}
@@ -163,6 +163,7 @@ def prepare_market(raw: str | Path, out: str | Path, link: bool = False, overwri
     return summary
 
 
+@report_input_errors
 def main(argv: list[str] | None = None) -> int:
     """CLI: prepare Market-1501 and print what was done."""
     parser = argparse.ArgumentParser(prog="python -m datasets.prepare_market", description=__doc__.split("\n")[0])
@@ -172,11 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annotations", type=Path, default=None, help="folder with the market-*.csv files")
     parser.add_argument("--overwrite", action="store_true", help="replace files that already exist in --out")
     args = parser.parse_args(argv)
-    try:
-        summary = prepare_market(args.raw, args.out, args.link, args.overwrite, args.annotations)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    summary = prepare_market(args.raw, args.out, args.link, args.overwrite, args.annotations)
     verb = "linked" if args.link else "copied"
     print(f"{verb} {summary['train']} train and {summary['test']} test images from {summary['root']} to {args.out}")
     if "annotations" in summary:

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from data.annotations import read_pairs
-from util.io import InputError
+from util.io import InputError, report_input_errors
 
 
 def load(path: Path) -> np.ndarray:
@@ -37,6 +37,7 @@ def l1_scores(results_dir: Path, image_dir: Path, pairs: list[tuple[str, str]]) 
     return float(np.mean(generated)), float(np.mean(copied)), len(generated)
 
 
+@report_input_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results_dir", required=True, help="folder of <source>_2_<target>_vis.* images")
@@ -44,12 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", default="market-pairs-test.csv", help="pair CSV inside --dataroot")
     parser.add_argument("--phase", default="test", help="image folder inside --dataroot")
     args = parser.parse_args(argv)
-    try:
-        root = Path(args.dataroot)
-        model, copy, count = l1_scores(Path(args.results_dir), root / args.phase, read_pairs(root / args.pairs))
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    root = Path(args.dataroot)
+    model, copy, count = l1_scores(Path(args.results_dir), root / args.phase, read_pairs(root / args.pairs))
     verdict = "better" if model < copy else "NOT better"
     print(f"{count} test pairs: mean L1 to the target  model {model:.4f}  |  copy the source {copy:.4f}  "
           f"-> model is {verdict} ({copy / model:.2f}x)")

@@ -5,7 +5,6 @@ import math
 
 import pytest
 
-from options.base_options import BaseOptions
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from util.io import InputError

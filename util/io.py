@@ -1,7 +1,9 @@
 """Atomic file writes and the one error type that entry points turn into a clean message."""
 from __future__ import annotations
 
+import functools
 import os
+import sys
 from pathlib import Path
 from typing import Callable, IO
 
@@ -43,3 +45,17 @@ def append_line(path: str | os.PathLike, line: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(line.rstrip("\n") + "\n")
+
+
+def report_input_errors(main: Callable[..., int]) -> Callable[..., int]:
+    """Decorate a CLI `main`: an InputError becomes one `error: <message>` line on stderr and exit status 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    return wrapper

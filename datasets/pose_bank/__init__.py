@@ -6,13 +6,12 @@ Rebuild the CSVs beside this file from the full files with
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from data.annotations import read_annotations, write_annotations
-from util.io import InputError
+from util.io import InputError, report_input_errors
 
 BANK_DIR = Path(__file__).resolve().parent
 BANK_FILES = {"market": "market_poses.csv", "fashion": "fashion_poses.csv"}
@@ -112,16 +111,13 @@ def load_pose_bank(fmt: str, bank_dir: str | Path = BANK_DIR) -> tuple[list[str]
     return list(bank), np.stack(list(bank.values()))
 
 
+@report_input_errors
 def main(argv: list[str] | None = None) -> int:
     """CLI: rebuild the pose bank CSVs from the full annotation files."""
     parser = argparse.ArgumentParser(prog="python -m datasets.pose_bank", description=__doc__.split("\n")[0])
     parser.add_argument("--shared", required=True, type=Path, help="folder with the official annotation CSVs")
     parser.add_argument("--out_dir", type=Path, default=BANK_DIR, help="where to write the bank CSVs")
     args = parser.parse_args(argv)
-    try:
-        counts = build_pose_bank(args.shared, args.out_dir)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    counts = build_pose_bank(args.shared, args.out_dir)
     print(f"wrote {counts['market']} market and {counts['fashion']} fashion poses to {args.out_dir}")
     return 0
