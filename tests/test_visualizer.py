@@ -23,7 +23,8 @@ from PIL import Image
 from util.distributed import RunContext
 from util.html import HTML
 from util.pose_drawing import KEYPOINT_COLORS, LIMB_COLORS, LIMBS, draw_skeleton, heatmaps_to_image
-from util.visualizer import LINE_COLORS, LossHistory, Visualizer, VisdomWarning
+from util.loss_plot import LINE_COLORS, LossHistory
+from util.visualizer import Visualizer, VisdomWarning
 
 H, W = 32, 24
 
