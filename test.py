@@ -19,7 +19,7 @@ from options.test_options import TestOptions
 from util.distributed import build_context
 from util.html import HTML
 from util.image import save_image, tensor_to_uint8, uint8_to_tensor
-from util.io import report_input_errors
+from util.io import InputError, atomic_write_text, report_input_errors
 from util.pose_drawing import draw_skeleton
 
 PANEL_LABELS = ("source", "source pose", "target", "target pose", "generated")
@@ -35,6 +35,22 @@ def skeleton_images(keypoints: torch.Tensor, like: torch.Tensor) -> torch.Tensor
     height, width = like.shape[-2:]
     drawn = [uint8_to_tensor(draw_skeleton(k.cpu().numpy(), height, width)) for k in keypoints]
     return torch.stack(drawn).to(like.device)
+
+
+RESULTS_MARKER = "results_of.txt"  # which run and epoch produced the images in a results folder
+
+
+def claim_results_dir(opt) -> None:
+    """Refuse to mix results: a folder holding another run's or epoch's images needs --overwrite."""
+    folder = Path(opt.results_dir)
+    owner = f"name: {opt.name}\nmodel: {opt.model}\nwhich_epoch: {opt.which_epoch}\n"
+    marker = folder / RESULTS_MARKER
+    if folder.is_dir() and any(folder.glob("*_vis.*")) and not opt.overwrite:
+        previous = marker.read_text() if marker.is_file() else "(unknown: no results_of.txt)"
+        if previous != owner:
+            raise InputError(f"{folder} already holds results of {' '.join(previous.split())}; pass "
+                             "--overwrite to replace them, or choose another --results_dir")
+    atomic_write_text(marker, owner)
 
 
 class ResultWriter:
@@ -87,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     loader = create_dataloader(opt, ctx, dataset)
     model = create_model(opt, ctx)
     model.setup()
+    claim_results_dir(opt)
     writer = ResultWriter(opt, dataset)
     total = int(min(opt.how_many, len(dataset)))
     with tqdm(total=total, unit="img", dynamic_ncols=True) as bar:

@@ -16,14 +16,12 @@ from tqdm import tqdm
 from data import create_dataloader, create_dataset
 from models import create_model
 from options.train_options import TrainOptions
-from util.checkpoint import load_training_state, save_training_state, seed_everything, set_rng_state
+from util.checkpoint import (load_training_state, newest_intact_state, save_training_state, seed_everything,
+                              set_rng_state)
 from util.distributed import RunContext, barrier, build_context, print0
 from util.io import InputError, report_input_errors
+from util.nan_guard import NanGuard, NonFiniteLossError
 from util.visualizer import Visualizer
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite; training stops without overwriting the last good checkpoint."""
 
 
 class Trainer:
@@ -48,6 +46,7 @@ class Trainer:
         self.total_samples = 0  # samples seen by all ranks together (frequencies count these)
         if opt.continue_train:
             self.resume(opt.which_epoch)
+        self.guard = NanGuard(self.model.optimizers, opt.nan_policy, self.describe_step)
 
     # --- checkpoints -----------------------------------------------------------------------------------
 
@@ -69,7 +68,13 @@ class Trainer:
 
     def resume(self, tag: str) -> None:
         path = self.save_dir / f"{tag}_train_state.pth"
-        state = load_training_state(path)
+        try:
+            state = load_training_state(path)
+        except InputError as exc:
+            fallback = newest_intact_state(self.save_dir, path)
+            hint = (f"; the newest intact state is {fallback}_train_state.pth: resume with --which_epoch {fallback}"
+                    if fallback else f"; no other intact training state in {self.save_dir}")
+            raise InputError(f"cannot resume: {exc}{hint}") from None
         self.model.load_state_dict(state["model"])
         progress = state["progress"]
         self.epoch, self.epoch_iter = progress["epoch"], progress["epoch_iter"]
@@ -84,11 +89,11 @@ class Trainer:
         """True when the sample counter passed a multiple of `freq` during the last step."""
         return self.total_samples // freq > before // freq
 
-    def check_finite(self, losses: dict) -> None:
-        bad = [name for name, value in losses.items() if not math.isfinite(value)]
-        if bad:
-            raise NonFiniteLossError(f"loss {', '.join(bad)} is not finite at epoch {self.epoch}, iteration "
-                                     f"{self.total_iters}; the last saved checkpoint is kept")
+    def describe_step(self) -> str:
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in self.model.get_current_losses().items())
+        bad = [k for k, v in self.model.get_current_losses().items() if not math.isfinite(v)]
+        which = f"loss {', '.join(bad)} is not finite" if bad else "non-finite values"
+        return f"{which} at epoch {self.epoch}, iteration {self.total_iters + 1} ({losses or 'no losses yet'})"
 
     def run(self) -> None:
         opt = self.opt
@@ -107,6 +112,9 @@ class Trainer:
             if finished % opt.save_epoch_freq == 0:
                 self.save(str(finished))
         self.visualizer.close()
+        if self.guard.skipped_iterations:
+            print0(f"--nan_policy skip: {len(self.guard.skipped_iterations)} iteration(s) had non-finite "
+                   f"values; {self.guard.skipped_steps} optimizer update(s) were skipped")
         print0(f"training done: {self.total_iters} iterations; checkpoints in {self.save_dir}")
 
     def done(self) -> bool:
@@ -124,10 +132,11 @@ class Trainer:
         for batch in self.loader:
             t_data = time.perf_counter() - t_data_start
             t_start = time.perf_counter()
+            self.guard.iteration = self.total_iters + 1
             self.model.set_input(batch)
             self.model.optimize_parameters()
             losses = self.model.get_current_losses()
-            self.check_finite(losses)
+            self.guard.check_losses(losses)
             if ctx.device.type == "cuda":
                 torch.cuda.synchronize(ctx.device)
             t_comp = time.perf_counter() - t_start

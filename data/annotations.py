@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from util.io import InputError, atomic_write_text
+from util.io import InputError, atomic_write_text, raise_problems
 
 NUM_KEYPOINTS = 18
 ANNOTATION_HEADER = "name:keypoints_y:keypoints_x"
@@ -45,29 +45,40 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
         found = lines[0][:60] if lines else "an empty file"
         raise InputError(f"{path.name}: header must be {ANNOTATION_HEADER!r}, found {found!r}")
     annotations: dict[str, np.ndarray] = {}
+    problems: list[str] = []
     for row, line in enumerate(lines[1:], start=1):
         if not line.strip():
             continue
-        parts = line.split(":")
-        if len(parts) != 3:
-            raise InputError(f"{path.name} row {row}: expected 'name: [ys]: [xs]' (3 fields separated by ':'), "
-                             f"found {len(parts)} fields")
-        name = parts[0].strip()
-        if not name:
-            raise InputError(f"{path.name} row {row}: empty image name")
-        if name in annotations:
-            raise InputError(f"{path.name} row {row}: duplicate image name {name!r}")
-        ys = _parse_list(parts[1], path, row, "keypoints_y")
-        xs = _parse_list(parts[2], path, row, "keypoints_x")
-        keypoints = np.stack([np.asarray(ys, dtype=np.int64), np.asarray(xs, dtype=np.int64)], axis=1)
-        if (keypoints < MISSING).any():
-            raise InputError(f"{path.name} row {row} ({name}): coordinates below -1")
-        # a point missing in one list only is treated as missing altogether
-        keypoints[(keypoints == MISSING).any(axis=1)] = MISSING
+        try:
+            name, keypoints = _parse_annotation_row(line, path, row, annotations)
+        except InputError as exc:
+            problems.append(str(exc))
+            continue
         annotations[name] = keypoints
+    raise_problems(problems)
     if not annotations:
         raise InputError(f"{path.name}: no annotation rows")
     return annotations
+
+
+def _parse_annotation_row(line: str, path: Path, row: int, seen: dict) -> tuple[str, np.ndarray]:
+    parts = line.split(":")
+    if len(parts) != 3:
+        raise InputError(f"{path.name} row {row}: expected 'name: [ys]: [xs]' (3 fields separated by ':'), "
+                         f"found {len(parts)} fields")
+    name = parts[0].strip()
+    if not name:
+        raise InputError(f"{path.name} row {row}: empty image name")
+    if name in seen:
+        raise InputError(f"{path.name} row {row}: duplicate image name {name!r}")
+    ys = _parse_list(parts[1], path, row, "keypoints_y")
+    xs = _parse_list(parts[2], path, row, "keypoints_x")
+    keypoints = np.stack([np.asarray(ys, dtype=np.int64), np.asarray(xs, dtype=np.int64)], axis=1)
+    if (keypoints < MISSING).any():
+        raise InputError(f"{path.name} row {row} ({name}): coordinates below -1")
+    # a point missing in one list only is treated as missing altogether
+    keypoints[(keypoints == MISSING).any(axis=1)] = MISSING
+    return name, keypoints
 
 
 def format_annotation_row(name: str, keypoints: np.ndarray) -> str:
@@ -93,14 +104,16 @@ def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
     if not lines or lines[0].replace(" ", "") != PAIRS_HEADER:
         found = lines[0][:60] if lines else "an empty file"
         raise InputError(f"{path.name}: header must be {PAIRS_HEADER!r}, found {found!r}")
-    pairs = []
+    pairs, problems = [], []
     for row, line in enumerate(lines[1:], start=1):
         if not line.strip():
             continue
         parts = [p.strip() for p in line.split(",")]
         if len(parts) != 2 or not all(parts):
-            raise InputError(f"{path.name} row {row}: expected 'source,target', found {line.strip()[:80]!r}")
+            problems.append(f"{path.name} row {row}: expected 'source,target', found {line.strip()[:80]!r}")
+            continue
         pairs.append((parts[0], parts[1]))
+    raise_problems(problems)
     if not pairs:
         raise InputError(f"{path.name}: no pair rows")
     return pairs

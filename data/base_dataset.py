@@ -18,9 +18,10 @@ from torch.utils.data import Dataset
 
 from data.annotations import read_annotations, read_pairs
 from data.geometry import images_to_dataset_frame, image_to_network, keypoints_to_network, network_size, pad_maps
-from data.keypoints import MASK_RECIPES, body_mask, disc_pose_maps, drop_outside, flip_keypoints, gaussian_heatmaps
+from data.keypoints import (KEYPOINT_NAMES, MASK_RECIPES, body_mask, disc_pose_maps, drop_outside, flip_keypoints,
+                            gaussian_heatmaps, visible)
 from util.image import uint8_to_tensor
-from util.io import InputError
+from util.io import InputError, raise_problems
 
 POSE_ENCODINGS = ("gaussian", "tf_disc")
 SHOW = 5  # how many offending names an error message lists
@@ -55,6 +56,8 @@ def add_pose_options(parser: argparse.ArgumentParser, is_train: bool) -> argpars
     g.add_argument("--pose_sigma", type=float, default=6.0, help="sigma of the Gaussian heatmaps, in pixels")
     g.add_argument("--mask_recipe", type=str, default="none", choices=("none",) + MASK_RECIPES,
                    help="target body mask returned with each pair: none, pg2 (TF recipe) or hpt (HPT recipe)")
+    g.add_argument("--keypoints_outside", type=str, default="error", choices=["error", "missing"],
+                   help="a visible keypoint outside the image: error (names the CSV row) or count it as missing")
     g.add_argument("--flip_prob", type=float, default=0.0,
                    help="training only: probability of mirroring a pair (source and target together, "
                         "left/right keypoints swapped)")
@@ -152,7 +155,9 @@ class PairDataset(BaseDataset):
         names, rows = self._names_in_order(pairs)
         self._check_annotated(names, rows, annotations, annotation_path, pairs_path)
         self._check_images(names, rows, pairs_path)
-        # points outside the image count as missing (evaluation.md 2.2)
+        if opt.keypoints_outside == "error":
+            self._check_inside(names, annotations, annotation_path)
+        # with --keypoints_outside missing, points outside the image count as missing (evaluation.md 2.2)
         self.keypoints = {n: drop_outside(annotations[n], *self.image_size) for n in names}
 
     # --- validation ------------------------------------------------------------------------------------
@@ -172,6 +177,22 @@ class PairDataset(BaseDataset):
         if unknown:
             raise InputError(f"{pairs_path}: {len(unknown)} image name(s) have no row in {annotation_path.name}: "
                              + _listing(unknown, rows, pairs_path.name))
+
+    def _check_inside(self, names, annotations, annotation_path: Path) -> None:
+        """Every visible keypoint of the used rows lies inside the image (else one line per row)."""
+        height, width = self.image_size
+        row_of = {name: row for row, name in enumerate(annotations, start=1)}
+        problems = []
+        for name in names:
+            kps = annotations[name]
+            present = (kps != -1).all(axis=1)
+            outside = present & ~visible(kps, height, width)
+            if outside.any():
+                k = int(np.flatnonzero(outside)[0])
+                problems.append(f"{annotation_path.name} row {row_of[name]} ({name}): keypoint {k} "
+                                f"({KEYPOINT_NAMES[k]}) at y={kps[k, 0]}, x={kps[k, 1]} lies outside the "
+                                f"{height}x{width} image (pass --keypoints_outside missing to drop such points)")
+        raise_problems(problems)
 
     def _check_images(self, names, rows, pairs_path: Path) -> None:
         """Every image exists and has the expected size; reads only the headers, so it stays fast."""

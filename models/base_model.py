@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from models.networks.schedulers import get_scheduler
-from util.checkpoint import load_weights, save_weights
+from util.checkpoint import checkpoint_tags, load_weights, save_weights
+from util.io import InputError
 
 
 class BaseModel:
@@ -140,7 +141,12 @@ class BaseModel:
     def load_networks(self, tag: str | int, names: list[str] | None = None) -> None:
         """Load <tag>_net_<X>.pth strictly into each network (wrapper prefixes are stripped)."""
         for name in names or self.model_names:
-            load_weights(getattr(self, "net" + name), self.weight_path(str(tag), name))
+            path = self.weight_path(str(tag), name)
+            if not path.is_file():
+                tags = checkpoint_tags(self.save_dir, f"_net_{name}.pth")
+                known = f"available: {', '.join(tags)}" if tags else f"no net_{name} checkpoint in {self.save_dir}"
+                raise InputError(f"checkpoint {path} not found (--which_epoch {tag}); {known}")
+            load_weights(getattr(self, "net" + name), path)
 
     def state_dict(self) -> dict:
         """Networks, optimizers and schedulers: everything the model holds for an exact resume."""

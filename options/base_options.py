@@ -164,7 +164,22 @@ class BaseOptions:
         return "\n".join(lines)
 
     def save(self, opt: Options, parser: argparse.ArgumentParser) -> Path:
-        """Write <checkpoints_dir>/<name>/<train|test>_opt.txt (atomically)."""
+        """Write <checkpoints_dir>/<name>/<train|test>_opt.txt (atomically), after `check_run_folder`."""
         path = Path(opt.checkpoints_dir) / opt.name / self.opt_file_name
-        atomic_write_text(path, self.format(opt, parser) + "\n")
+        text = self.format(opt, parser) + "\n"
+        self.check_run_folder(opt, path, text)
+        atomic_write_text(path, text)
         return path
+
+    def check_run_folder(self, opt: Options, path: Path, text: str) -> None:
+        """Hook: refuse to write into a folder that belongs to another run (train options override it)."""
+
+
+def read_option_file(text: str) -> dict[str, str]:
+    """Parse an options file written by `BaseOptions.format` back into {name: value as text}."""
+    values = {}
+    for line in text.splitlines():
+        if ": " in line and not line.startswith("-"):
+            key, value = line.split(": ", 1)
+            values[key.strip()] = value.split("\t[default:", 1)[0].strip()
+    return values

@@ -28,6 +28,8 @@ class TestOptions(BaseOptions):
                        help="format of the generated images (jpg = JPEG quality 75, as published pipelines)")
         g.add_argument("--num_panels", type=int, default=200,
                        help="put the first this many pairs on the HTML page as panels (-1 = all)")
+        g.add_argument("--overwrite", action="store_true",
+                       help="allow replacing results of another run or epoch in --results_dir")
         g.add_argument("--only_generated", action="store_true",
                        help="write only the generated images at dataset resolution (no HTML page, no panels)")
         return parser

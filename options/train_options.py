@@ -3,8 +3,18 @@ from __future__ import annotations
 
 import argparse
 
-from options.base_options import BaseOptions, Options
+from pathlib import Path
+
+from options.base_options import BaseOptions, Options, read_option_file
 from util.io import InputError
+
+
+# options that change how a run is driven or reported, not what it computes
+RUN_CONTROL = frozenset({
+    "continue_train", "which_epoch", "epoch_count", "gpu_ids", "num_threads", "verbose", "checkpoints_dir",
+    "display_id", "display_server", "display_port", "display_env", "display_winsize", "display_freq",
+    "print_freq", "save_latest_freq", "save_epoch_freq", "save_by_iter", "nan_policy",
+})
 
 
 class TrainOptions(BaseOptions):
@@ -44,6 +54,9 @@ class TrainOptions(BaseOptions):
                        help="save the 'latest' checkpoint every this many samples")
         g.add_argument("--save_epoch_freq", type=int, default=5,
                        help="save a numbered checkpoint every this many epochs")
+        g.add_argument("--nan_policy", type=str, default="stop", choices=["stop", "skip"],
+                       help="when a loss or gradient is NaN/inf: stop (before the update; the last checkpoint "
+                            "is kept) or skip that update and count it")
         g.add_argument("--save_by_iter", action="store_true",
                        help="also keep a checkpoint named by the sample count at each --save_latest_freq")
         return parser
@@ -55,3 +68,16 @@ class TrainOptions(BaseOptions):
                 raise InputError(f"--{flag} must be >= 1, got {getattr(opt, flag)}")
         if opt.niter < 0 or opt.niter_decay < 0 or opt.niter + opt.niter_decay < 1:
             raise InputError("--niter and --niter_decay must be >= 0 and add up to at least one epoch")
+
+    def check_run_folder(self, opt: Options, path: Path, text: str) -> None:
+        """A fresh run may not reuse the folder of a run trained with other options (its checkpoints would
+        be replaced): that needs --continue_train or another --name."""
+        if opt.continue_train or not path.is_file() or not any(path.parent.glob("*_net_*.pth")):
+            return
+        old, new = read_option_file(path.read_text()), read_option_file(text)
+        changed = sorted(k for k in old.keys() | new.keys() if k not in RUN_CONTROL and old.get(k) != new.get(k))
+        if changed:
+            shown = ", ".join(f"{k} {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}" for k in changed[:4])
+            more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+            raise InputError(f"{path.parent} holds checkpoints of a run with other options ({shown}{more}); "
+                             "pass --continue_train to resume it, or choose another --name")

@@ -278,14 +278,17 @@ def test_image_of_the_wrong_size(market_copy, dataset_opt):
         build(dataset_opt, market_copy)
 
 
-def test_keypoints_outside_the_frame_are_missing_not_errors(market_copy, dataset_opt):
+def test_keypoints_outside_the_frame_are_errors_or_missing(market_copy, dataset_opt):
     path = market_copy / "market-annotation-test.csv"
     annotations = read_annotations(path)
     name = read_pairs(market_copy / "market-pairs-test.csv")[0][1]
     annotations[name][1] = (40, 70)  # neck beyond the 64 columns
     annotations[name][0] = (200, 10)  # nose below the 128 rows
     write_annotations(path, annotations)
-    item = build(dataset_opt, market_copy)[0]
+    row = list(annotations).index(name) + 1
+    with pytest.raises(InputError, match=rf"market-annotation-test.csv row {row} \({name}\): keypoint 0 \(nose\)"):
+        build(dataset_opt, market_copy)
+    item = build(dataset_opt, market_copy, keypoints_outside="missing")[0]
     assert item["target_keypoints"][:2].tolist() == [[-1, -1], [-1, -1]]
     assert item["target_pose"][:2].sum() == 0 and item["target_pose"][2].max() == 1.0
 

@@ -104,3 +104,23 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def checkpoint_tags(folder: str | os.PathLike, suffix: str) -> list[str]:
+    """Tags of the files `<tag><suffix>` in `folder`, newest first (e.g. suffix '_net_G.pth')."""
+    files = sorted(Path(folder).glob(f"*{suffix}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [p.name[: -len(suffix)] for p in files]
+
+
+def newest_intact_state(folder: str | os.PathLike, excluding: str | os.PathLike) -> str | None:
+    """The tag of the newest `<tag>_train_state.pth` in `folder` (other than `excluding`) that loads."""
+    for tag in checkpoint_tags(folder, "_train_state.pth"):
+        path = Path(folder) / f"{tag}_train_state.pth"
+        if path.resolve() == Path(excluding).resolve():
+            continue
+        try:
+            load_training_state(path)
+            return tag
+        except InputError:
+            continue
+    return None

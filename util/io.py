@@ -14,6 +14,19 @@ class InputError(ValueError):
     """Bad user input (a file, a row, an option). Entry points print it without a traceback."""
 
 
+MAX_REPORTED_PROBLEMS = 20
+
+
+def raise_problems(problems: list[str], limit: int = MAX_REPORTED_PROBLEMS) -> None:
+    """Raise one InputError listing every problem found (one per line, at most `limit`); no-op if none."""
+    if not problems:
+        return
+    shown = problems[:limit]
+    if len(problems) > limit:
+        shown.append(f"... and {len(problems) - limit} more problems")
+    raise InputError("\n".join(shown))
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
     """Write `path` through `write(f)` so that a crash leaves the old file or the new one, never half."""
     path = Path(path)
