@@ -97,13 +97,15 @@ class ResultWriter:
 @report_input_errors
 def main(argv: list[str] | None = None) -> int:
     """Parse, generate, return the exit status (2 for bad input)."""
-    opt = TestOptions().parse(argv)
+    options = TestOptions()
+    opt = options.parse(argv)
     ctx = build_context(opt.gpu_ids)
     dataset = create_dataset(opt)
     loader = create_dataloader(opt, ctx, dataset)
     model = create_model(opt, ctx)
     model.setup()
     claim_results_dir(opt)
+    options.save(opt)
     writer = ResultWriter(opt, dataset)
     total = int(min(opt.how_many, len(dataset)))
     with tqdm(total=total, unit="img", dynamic_ncols=True) as bar:

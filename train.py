@@ -4,7 +4,6 @@ Works on CPU, one GPU (--gpu_ids 0) and under `torchrun --nproc_per_node=N train
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -39,7 +38,6 @@ class Trainer:
                              f"x {ctx.world_size} process(es): no full batch to train on")
         self.model = create_model(opt, ctx)
         self.model.setup()
-        self.visualizer = Visualizer(opt, ctx)
         self.epoch = opt.epoch_count
         self.epoch_iter = 0  # samples of this rank already consumed in the current epoch
         self.total_iters = 0  # optimisation steps taken
@@ -47,6 +45,7 @@ class Trainer:
         if opt.continue_train:
             self.resume(opt.which_epoch)
         self.guard = NanGuard(self.model.optimizers, opt.nan_policy, self.describe_step)
+        self.visualizer = Visualizer(opt, ctx)  # last: it starts writing the log and the HTML page
 
     # --- checkpoints -----------------------------------------------------------------------------------
 
@@ -91,9 +90,7 @@ class Trainer:
 
     def describe_step(self) -> str:
         losses = ", ".join(f"{k} {v:.4g}" for k, v in self.model.get_current_losses().items())
-        bad = [k for k, v in self.model.get_current_losses().items() if not math.isfinite(v)]
-        which = f"loss {', '.join(bad)} is not finite" if bad else "non-finite values"
-        return f"{which} at epoch {self.epoch}, iteration {self.total_iters + 1} ({losses or 'no losses yet'})"
+        return f"epoch {self.epoch}, iteration {self.total_iters + 1} ({losses or 'no losses yet'})"
 
     def run(self) -> None:
         opt = self.opt
@@ -129,41 +126,43 @@ class Trainer:
         self.model.train()
         steps = 0
         t_data_start = time.perf_counter()
-        for batch in self.loader:
-            t_data = time.perf_counter() - t_data_start
-            t_start = time.perf_counter()
-            self.guard.iteration = self.total_iters + 1
-            self.model.set_input(batch)
-            self.model.optimize_parameters()
-            losses = self.model.get_current_losses()
-            self.guard.check_losses(losses)
-            if ctx.device.type == "cuda":
-                torch.cuda.synchronize(ctx.device)
-            t_comp = time.perf_counter() - t_start
-            before = self.total_samples
-            self.total_iters += 1
-            self.epoch_iter += opt.batch_size
-            self.total_samples += global_batch
-            steps += 1
-            if steps == 1:
-                t_epoch = time.perf_counter()  # throughput is measured after the first (warm-up) iteration
-            bar.update(1)
-            bar.set_postfix(img_per_s=f"{global_batch / max(t_comp + t_data, 1e-9):.1f}")
-            if self.crossed(before, opt.print_freq):
-                ratio = self.epoch_iter / max(steps_per_epoch * opt.batch_size, 1)
-                self.visualizer.print_current_losses(self.epoch, self.epoch_iter, losses, t_comp, t_data)
-                self.visualizer.plot_current_losses(self.epoch, ratio, losses)
-            if self.crossed(before, opt.display_freq):
-                self.visualizer.display_current_results(self.model.get_current_visuals(), self.epoch,
-                                                        self.total_iters)
-            if self.crossed(before, opt.save_latest_freq):
-                self.save("latest")
-                if opt.save_by_iter:
-                    self.save(f"iter_{self.total_samples}")
-            if self.done():
-                break
-            t_data_start = time.perf_counter()
-        bar.close()
+        try:
+            for batch in self.loader:
+                t_data = time.perf_counter() - t_data_start
+                t_start = time.perf_counter()
+                self.guard.iteration = self.total_iters + 1
+                self.model.set_input(batch)
+                self.model.optimize_parameters()
+                losses = self.model.get_current_losses()
+                self.guard.check_losses(losses)
+                if ctx.device.type == "cuda":
+                    torch.cuda.synchronize(ctx.device)
+                t_comp = time.perf_counter() - t_start
+                before = self.total_samples
+                self.total_iters += 1
+                self.epoch_iter += opt.batch_size
+                self.total_samples += global_batch
+                steps += 1
+                if steps == 1:
+                    t_epoch = time.perf_counter()  # throughput is measured after the first (warm-up) iteration
+                bar.update(1)
+                bar.set_postfix(img_per_s=f"{global_batch / max(t_comp + t_data, 1e-9):.1f}")
+                if self.crossed(before, opt.print_freq):
+                    ratio = self.epoch_iter / max(steps_per_epoch * opt.batch_size, 1)
+                    self.visualizer.print_current_losses(self.epoch, self.epoch_iter, losses, t_comp, t_data)
+                    self.visualizer.plot_current_losses(self.epoch, ratio, losses)
+                if self.crossed(before, opt.display_freq):
+                    self.visualizer.display_current_results(self.model.get_current_visuals(), self.epoch,
+                                                            self.total_iters)
+                if self.crossed(before, opt.save_latest_freq):
+                    self.save("latest")
+                    if opt.save_by_iter:
+                        self.save(f"iter_{self.total_samples}")
+                if self.done():
+                    break
+                t_data_start = time.perf_counter()
+        finally:
+            bar.close()  # also on errors, so that a message starts on its own line
         if steps > 1:
             elapsed = time.perf_counter() - t_epoch
             print0(f"epoch {self.epoch}: {steps} iterations, {elapsed / (steps - 1):.3f} s/iteration, "
@@ -174,10 +173,14 @@ class Trainer:
 def main(argv: list[str] | None = None) -> int:
     """Parse, train, return the exit status (2 for bad input, 3 for a non-finite loss)."""
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    opt = TrainOptions().parse(argv, save=main_rank, echo=main_rank)
+    options = TrainOptions()
+    opt = options.parse(argv, echo=main_rank)
     ctx = build_context(opt.gpu_ids)
     try:
-        Trainer(opt, ctx).run()
+        trainer = Trainer(opt, ctx)  # validates the data and builds the model before anything is written
+        if ctx.is_main:
+            options.save(opt)
+        trainer.run()
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -116,6 +116,24 @@ def read_image_size(path: Path) -> tuple[int, int]:
         return image.size
 
 
+def is_truncated(path: Path) -> bool:
+    """True when a JPEG lacks its end-of-image marker or a PNG its IEND chunk (a cut-off copy or download).
+
+    Reads only the last bytes, so start-up can check every image; other formats are not judged.
+    """
+    with open(path, "rb") as f:
+        head = f.read(8)
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 32))
+        tail = f.read()
+    if head[:3] == b"\xff\xd8\xff":
+        return b"\xff\xd9" not in tail
+    if head == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" not in tail
+    return False
+
+
 def _listing(names: list[str], rows: dict[str, int], pairs_name: str) -> str:
     shown = ", ".join(f"{n!r} ({pairs_name} row {rows[n]})" for n in names[:SHOW])
     return shown + (", ..." if len(names) > SHOW else "")
@@ -209,6 +227,8 @@ class PairDataset(BaseDataset):
                 size = read_image_size(path)
             except (UnidentifiedImageError, OSError) as exc:
                 raise InputError(f"{path}: not a readable image ({exc})") from None
+            if is_truncated(path):
+                raise InputError(f"{path}: the image file is truncated (no end marker); copy it again")
             if size != (width, height):
                 wrong.append((path, size))
         if wrong:

@@ -115,18 +115,20 @@ class BaseOptions:
         parser = models.get_option_setter(known.model)(parser, self.is_train)
         return parser
 
-    def parse(self, argv: list[str] | None = None, save: bool = True, echo: bool = True) -> Options:
-        """Parse `argv` (default sys.argv), derive values, validate, print, save the options file, freeze."""
+    def parse(self, argv: list[str] | None = None, echo: bool = True, check_folder: bool = True) -> Options:
+        """Parse `argv` (default sys.argv), derive values, validate, print, freeze. Writes nothing: the entry
+        point calls `save(opt)` once the data and the model have been built, so a failed start leaves every
+        file as it was. `check_folder` runs the run-folder check now (train: no clash with another run)."""
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = self.build_parser(argv)
         opt = parser.parse_args(argv, namespace=Options())
         self.parser = parser
         self.derive(opt)
         self.validate(opt)
+        if check_folder:
+            self.check_run_folder(opt, self.option_file(opt), self.format(opt, parser) + "\n")
         if echo:
             print(self.format(opt, parser))
-        if save:
-            self.save(opt, parser)
         return opt.freeze()
 
     def derive(self, opt: Options) -> None:
@@ -163,12 +165,13 @@ class BaseOptions:
         lines.append("----------------- End -------------------")
         return "\n".join(lines)
 
-    def save(self, opt: Options, parser: argparse.ArgumentParser) -> Path:
-        """Write <checkpoints_dir>/<name>/<train|test>_opt.txt (atomically), after `check_run_folder`."""
-        path = Path(opt.checkpoints_dir) / opt.name / self.opt_file_name
-        text = self.format(opt, parser) + "\n"
-        self.check_run_folder(opt, path, text)
-        atomic_write_text(path, text)
+    def option_file(self, opt: Options) -> Path:
+        return Path(opt.checkpoints_dir) / opt.name / self.opt_file_name
+
+    def save(self, opt: Options) -> Path:
+        """Write <checkpoints_dir>/<name>/<train|test>_opt.txt (atomically) for options from `parse`."""
+        path = self.option_file(opt)
+        atomic_write_text(path, self.format(opt, self.parser) + "\n")
         return path
 
     def check_run_folder(self, opt: Options, path: Path, text: str) -> None:

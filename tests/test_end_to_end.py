@@ -1,7 +1,6 @@
 """train.py -> checkpoints -> test.py on tiny datasets in the official layouts, resume and bad inputs."""
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -29,11 +28,6 @@ def train_args(root: Path, ckpt: Path, name: str, *extra: str) -> list[str]:
 def args_for_test(root: Path, ckpt: Path, name: str, results: Path, *extra: str) -> list[str]:
     return ["--name", name, "--model", "PG2", "--dataset_mode", "market", "--dataroot", str(root),
             "--checkpoints_dir", str(ckpt), "--results_dir", str(results), "--batchSize", "3", *COMMON, *extra]
-
-
-def tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -117,38 +111,3 @@ def test_fashion_pad256_outputs_are_cropped_back(tiny_fashion_root, tmp_path):
     assert test_script.main(common + ["--results_dir", str(results), "--how_many", "2"]) == 0
     images = sorted(results.glob("*_vis.jpg"))
     assert len(images) == 2 and all(Image.open(p).size == (176, 256) for p in images)
-
-
-@pytest.mark.parametrize("breakage,culprit", [
-    ("no_dataroot", "does_not_exist"),
-    ("no_pairs_csv", "market-pairs-train.csv"),
-    ("bad_row", "market-annotation-train.csv row 2"),
-    ("missing_image", "missing"),
-    ("wrong_size", "expected 128x64"),
-])
-def test_bad_inputs_fail_cleanly_and_keep_files(make_pose_dataset, tmp_path, capsys, breakage, culprit):
-    root = make_pose_dataset(tmp_path / "data", "market")
-    ckpt = tmp_path / "ckpt"
-    (ckpt / "old_run").mkdir(parents=True)
-    (ckpt / "old_run" / "latest_net_G1.pth").write_bytes(b"precious")
-    before = tree_digest(ckpt)
-    if breakage == "no_dataroot":
-        root = tmp_path / "does_not_exist"
-    elif breakage == "no_pairs_csv":
-        (root / "market-pairs-train.csv").unlink()
-    elif breakage == "bad_row":
-        path = root / "market-annotation-train.csv"
-        lines = path.read_text().splitlines()
-        lines[2] = lines[2].rsplit(",", 1)[0] + "]"  # 17 xs
-        path.write_text("\n".join(lines) + "\n")
-    elif breakage == "missing_image":
-        next((root / "train").glob("*.jpg")).unlink()
-    elif breakage == "wrong_size":
-        victim = next((root / "train").glob("*.jpg"))
-        Image.new("RGB", (70, 128)).save(victim)
-    argv = train_args(root, ckpt, "old_run", "--stage", "1")
-    assert train_script.main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and culprit in err[0]
-    after = tree_digest(ckpt)
-    assert {k: v for k, v in after.items() if k in before} == before

@@ -26,12 +26,15 @@ def test_dptn_readme_train_flags_parse(tmp_path):
 
 
 def test_dptn_readme_test_flags_parse(tmp_path):
-    opt = TestOptions().parse(["--name=DPTN_market", "--model=PG2", "--dataset_mode=market",
+    options = TestOptions()
+    opt = options.parse(["--name=DPTN_market", "--model=PG2", "--dataset_mode=market",
                                "--dataroot=./dataset/market", "--gpu_id=0", "--batchSize", "1",
                                "--which_epoch", "latest", "--results_dir", "./results/DPTN_market",
                                f"--checkpoints_dir={tmp_path}"], echo=False)
     assert opt.which_epoch == "latest" and opt.results_dir == "./results/DPTN_market"
     assert not opt.is_train and opt.phase == "test" and opt.how_many == math.inf
+    assert not (tmp_path / "DPTN_market").exists()  # parsing writes nothing
+    options.save(opt)
     assert (tmp_path / "DPTN_market" / "test_opt.txt").is_file()
 
 
@@ -72,7 +75,10 @@ def test_unknown_names_list_the_choices(tmp_path, flag, value, choice):
 
 
 def test_options_saved_with_non_defaults_marked_and_frozen(tmp_path):
-    opt = parse_train(["--name", "run1", "--lr", "0.5", "--gpu_ids=-1"], tmp_path)
+    options = TrainOptions()
+    opt = options.parse(["--name", "run1", "--lr", "0.5", "--gpu_ids=-1", f"--checkpoints_dir={tmp_path}"],
+                        echo=False)
+    options.save(opt)
     text = (tmp_path / "run1" / "train_opt.txt").read_text()
     lr_line = next(line for line in text.splitlines() if line.strip().startswith("lr:"))
     assert "0.5" in lr_line and "[default: 2e-05]" in lr_line  # PG2's hook sets the paper's rate
@@ -90,7 +96,7 @@ def test_no_file_written_when_parsing_fails(tmp_path):
 
 def test_help_lists_model_and_dataset_flags(capsys):
     with pytest.raises(SystemExit) as info:
-        TrainOptions().parse(["--model", "PG2", "--dataset_mode", "fashion", "--help"], save=False)
+        TrainOptions().parse(["--model", "PG2", "--dataset_mode", "fashion", "--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--which_epoch", "--save_latest_freq", "--stage", "--fashion_frame", "--mask_recipe"):

@@ -274,7 +274,7 @@ def parse(monkeypatch, tmp_path):
         options = TrainOptions() if train else TestOptions()
         argv = ["--model", "PG2", "--dataset_mode", "market", "--gpu_ids", "-1",
                 f"--checkpoints_dir={tmp_path}", *argv]
-        return options.parse(argv, save=False, echo=False)
+        return options.parse(argv, echo=False)
     return run
 
 
@@ -302,7 +302,7 @@ def test_options_paper_defaults(parse):
                     reason="data/market_dataset.py (the market plug-in) does not exist yet")
 def test_options_hook_with_market_plugin(tmp_path):
     opt = TrainOptions().parse(["--model", "PG2", "--dataset_mode", "market", "--gpu_ids", "-1",
-                                f"--checkpoints_dir={tmp_path}"], save=False, echo=False)
+                                f"--checkpoints_dir={tmp_path}"], echo=False)
     assert (opt.lambda_mask_l1, opt.mask_recipe, opt.lr) == (10.0, "pg2", 2e-5)
     assert (opt.data_format, opt.flip_prob, opt.batch_size, opt.lambda_gan) == ("market", 0.5, 16, 1.0)
 

@@ -17,7 +17,7 @@ class NanGuard:
     policy 'stop': the first non-finite gradient raises NonFiniteLossError before the update, so the weights
     (and every checkpoint on disk) stay as they were. policy 'skip': that optimizer's update is dropped
     (its gradients are cleared, so Adam leaves weights and moments alone) and the step is counted.
-    `describe()` returns the context (epoch, iteration, current losses) for the message.
+    `describe()` returns where it happened (epoch, iteration, current losses) for the message.
     """
 
     def __init__(self, optimizers: list[torch.optim.Optimizer], policy: str, describe: Callable[[], str]) -> None:
@@ -35,8 +35,8 @@ class NanGuard:
         if not grads or all(bool(torch.isfinite(g).all()) for g in grads):
             return
         if self.policy == "stop":
-            raise NonFiniteLossError(f"non-finite gradients before an optimizer step: {self.describe()}; "
-                                     "the last saved checkpoint is kept")
+            raise NonFiniteLossError(f"gradients are not finite at {self.describe()}; the update was not "
+                                     "applied and the last saved checkpoint is kept")
         for group in optimizer.param_groups:
             for p in group["params"]:
                 p.grad = None
@@ -48,7 +48,9 @@ class NanGuard:
         if all(math.isfinite(v) for v in losses.values()):
             return True
         if self.policy == "stop":
-            raise NonFiniteLossError(f"{self.describe()}; the last saved checkpoint is kept")
+            bad = ", ".join(k for k, v in losses.items() if not math.isfinite(v))
+            raise NonFiniteLossError(f"loss {bad} is not finite at {self.describe()}; the last saved checkpoint "
+                                     "is kept")
         self.skipped_iterations.add(self.iteration)
         return False
 
