@@ -117,6 +117,20 @@ class Trainer:
     def done(self) -> bool:
         return 0 < self.opt.max_steps <= self.total_iters
 
+    def after_step(self, before: int, losses: dict, t_comp: float, t_data: float, steps_per_epoch: int) -> None:
+        """Print, plot, display and save when the sample counter passes the respective frequency."""
+        opt = self.opt
+        if self.crossed(before, opt.print_freq):
+            ratio = self.epoch_iter / max(steps_per_epoch * opt.batch_size, 1)
+            self.visualizer.print_current_losses(self.epoch, self.epoch_iter, losses, t_comp, t_data)
+            self.visualizer.plot_current_losses(self.epoch, ratio, losses)
+        if self.crossed(before, opt.display_freq):
+            self.visualizer.display_current_results(self.model.get_current_visuals(), self.epoch, self.total_iters)
+        if self.crossed(before, opt.save_latest_freq):
+            self.save("latest")
+            if opt.save_by_iter:
+                self.save(f"iter_{self.total_samples}")
+
     def run_epoch(self, steps_per_epoch: int) -> None:
         opt, ctx = self.opt, self.ctx
         self.loader.sampler.set_epoch(self.epoch, skip=self.epoch_iter)
@@ -147,17 +161,7 @@ class Trainer:
                     t_epoch = time.perf_counter()  # throughput is measured after the first (warm-up) iteration
                 bar.update(1)
                 bar.set_postfix(img_per_s=f"{global_batch / max(t_comp + t_data, 1e-9):.1f}")
-                if self.crossed(before, opt.print_freq):
-                    ratio = self.epoch_iter / max(steps_per_epoch * opt.batch_size, 1)
-                    self.visualizer.print_current_losses(self.epoch, self.epoch_iter, losses, t_comp, t_data)
-                    self.visualizer.plot_current_losses(self.epoch, ratio, losses)
-                if self.crossed(before, opt.display_freq):
-                    self.visualizer.display_current_results(self.model.get_current_visuals(), self.epoch,
-                                                            self.total_iters)
-                if self.crossed(before, opt.save_latest_freq):
-                    self.save("latest")
-                    if opt.save_by_iter:
-                        self.save(f"iter_{self.total_samples}")
+                self.after_step(before, losses, t_comp, t_data, steps_per_epoch)
                 if self.done():
                     break
                 t_data_start = time.perf_counter()

@@ -18,10 +18,10 @@ COMMON=(--model PG2 --dataset_mode market --dataroot "$DATA" --gpu_ids -1 --ngf 
 
 echo "== PG2 stage 1 (G1, $STEPS1 iterations)"
 python train.py "${COMMON[@]}" --name "${NAME}_stage1" --stage 1 --batchSize 4 --max_steps "$STEPS1" --niter 1000 \
-    --display_freq 400 --print_freq 200 --lr 2e-4
+    --display_freq 400 --print_freq 40 --lr 2e-4
 echo "== PG2 stage 2 (G2 + D, $STEPS2 iterations)"
 python train.py "${COMMON[@]}" --name "$NAME" --stage 2 --stage1_name "${NAME}_stage1" --batchSize 4 \
-    --max_steps "$STEPS2" --niter 1000 --display_freq 400 --print_freq 200 --lr 2e-4
+    --max_steps "$STEPS2" --niter 1000 --display_freq 400 --print_freq 40 --lr 2e-4
 echo "== test"
 python test.py "${COMMON[@]}" --name "$NAME" --stage 2 --which_epoch latest --results_dir "results/$NAME"
 python -m scripts.copy_baseline --results_dir "results/$NAME" --dataroot "$DATA"
