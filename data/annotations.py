@@ -19,6 +19,17 @@ PAIRS_HEADER = "from,to"
 MISSING = -1
 
 
+def _csv_lines(path: Path, header: str, kind: str) -> list[str]:
+    """The file's lines after checking that it exists and starts with `header` (spaces ignored)."""
+    if not path.is_file():
+        raise InputError(f"{kind} {path} not found")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0].replace(" ", "") != header:
+        found = lines[0][:60] if lines else "an empty file"
+        raise InputError(f"{path.name}: header must be {header!r}, found {found!r}")
+    return lines
+
+
 def _parse_list(text: str, path: Path, row: int, column: str) -> list[int]:
     try:
         values = json.loads(text)
@@ -38,12 +49,7 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
     Raises InputError naming the file and row for any malformed row or duplicate name.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"annotation file {path} not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if not lines or lines[0].replace(" ", "") != ANNOTATION_HEADER:
-        found = lines[0][:60] if lines else "an empty file"
-        raise InputError(f"{path.name}: header must be {ANNOTATION_HEADER!r}, found {found!r}")
+    lines = _csv_lines(path, ANNOTATION_HEADER, "annotation file")
     annotations: dict[str, np.ndarray] = {}
     problems: list[str] = []
     for row, line in enumerate(lines[1:], start=1):
@@ -98,12 +104,7 @@ def write_annotations(path: str | os.PathLike, annotations: dict[str, np.ndarray
 def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
     """[(source, target), ...] in file order; InputError naming the file and row on bad rows."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"pair file {path} not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if not lines or lines[0].replace(" ", "") != PAIRS_HEADER:
-        found = lines[0][:60] if lines else "an empty file"
-        raise InputError(f"{path.name}: header must be {PAIRS_HEADER!r}, found {found!r}")
+    lines = _csv_lines(path, PAIRS_HEADER, "pair file")
     pairs, problems = [], []
     for row, line in enumerate(lines[1:], start=1):
         if not line.strip():
