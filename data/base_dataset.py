@@ -58,6 +58,8 @@ def add_pose_options(parser: argparse.ArgumentParser, is_train: bool) -> argpars
                    help="target body mask returned with each pair: none, pg2 (TF recipe) or hpt (HPT recipe)")
     g.add_argument("--keypoints_outside", type=str, default="error", choices=["error", "missing"],
                    help="a visible keypoint outside the image: error (names the CSV row) or count it as missing")
+    g.add_argument("--resize_mismatched", action="store_true",
+                   help="resize images whose size differs from the dataset's (default: such images are an error)")
     g.add_argument("--flip_prob", type=float, default=0.0,
                    help="training only: probability of mirroring a pair (source and target together, "
                         "left/right keypoints swapped)")
@@ -78,14 +80,19 @@ def dataroot_path(opt, mode: str) -> Path:
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # JPEG start-of-frame (not DHT/JPG/DAC)
 
 
-def _jpeg_png_size(head: bytes) -> tuple[int, int] | None:
-    """(width, height) from the first bytes of a JPEG or PNG file, or None to let PIL decide."""
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+_PNG_COLOUR_TYPES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}
+_JPEG_COMPONENTS = {1: "L", 3: "RGB", 4: "CMYK"}
+
+
+def _jpeg_png_header(head: bytes) -> tuple[int, int, str] | None:
+    """(width, height, PIL-style mode) from the first bytes of a JPEG or PNG file, or None to let PIL decide."""
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 26:
+        mode = _PNG_COLOUR_TYPES.get(head[25], "?")
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), mode
     if head[:2] != b"\xff\xd8":
         return None
     at = 2
-    while at + 9 <= len(head):
+    while at + 10 <= len(head):
         if head[at] != 0xFF:
             return None
         marker = head[at + 1]
@@ -94,7 +101,8 @@ def _jpeg_png_size(head: bytes) -> tuple[int, int] | None:
             continue
         if marker in _SOF_MARKERS:
             height, width = int.from_bytes(head[at + 5:at + 7], "big"), int.from_bytes(head[at + 7:at + 9], "big")
-            return (width, height) if height and width else None
+            mode = _JPEG_COMPONENTS.get(head[at + 9], "?")
+            return (width, height, mode) if height and width else None
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length field
             at += 2
             continue
@@ -102,18 +110,23 @@ def _jpeg_png_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-def read_image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image file from its header only (as PIL's Image.size reports it).
+def read_image_header(path: Path) -> tuple[int, int, str]:
+    """(width, height, mode) of an image file from its header only (as PIL's Image.size and .mode report).
 
     JPEG and PNG headers are parsed directly, 10x faster than Image.open, so that validating the ~50k
     images of a DeepFashion split takes seconds; anything else goes through PIL.
     """
     with open(path, "rb") as f:
-        size = _jpeg_png_size(f.read(65536))
-    if size is not None:
-        return size
+        header = _jpeg_png_header(f.read(65536))
+    if header is not None:
+        return header
     with Image.open(path) as image:  # lazy: decodes the header only
-        return image.size
+        return image.size[0], image.size[1], image.mode
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header only."""
+    return read_image_header(path)[:2]
 
 
 def is_truncated(path: Path) -> bool:
@@ -220,21 +233,31 @@ class PairDataset(BaseDataset):
             raise InputError(f"{len(absent)} image(s) named in {pairs_path.name} are missing from "
                              f"{self.image_dir}: " + _listing(absent, rows, pairs_path.name))
         height, width = self.image_size
-        wrong = []
+        wrong, not_rgb = [], []
         for name in names:
             path = self.image_dir / name
             try:
-                size = read_image_size(path)
+                w, h, mode = read_image_header(path)
             except (UnidentifiedImageError, OSError) as exc:
                 raise InputError(f"{path}: not a readable image ({exc})") from None
             if is_truncated(path):
                 raise InputError(f"{path}: the image file is truncated (no end marker); copy it again")
-            if size != (width, height):
-                wrong.append((path, size))
-        if wrong:
-            path, (w, h) = wrong[0]
+            if (w, h) != (width, height):
+                wrong.append((name, w, h))
+            if mode != "RGB":
+                not_rgb.append((name, mode))
+        if not_rgb:
+            print(f"warning: {len(not_rgb)} image(s) in {self.image_dir} are not RGB (first: {not_rgb[0][0]}, "
+                  f"{not_rgb[0][1]}); they are converted to RGB when loaded")
+        if wrong and not self.opt.resize_mismatched:
+            name, w, h = wrong[0]
             more = f" ({len(wrong)} images have a wrong size)" if len(wrong) > 1 else ""
-            raise InputError(f"{path}: image is {h}x{w} (height x width), expected {height}x{width}{more}")
+            raise InputError(f"{self.image_dir / name}: image is {h}x{w} (height x width), expected "
+                             f"{height}x{width}{more}; pass --resize_mismatched to resize such images")
+        if wrong:
+            print(f"warning: {len(wrong)} image(s) in {self.image_dir} are not {height}x{width} (first: "
+                  f"{wrong[0][0]}, {wrong[0][2]}x{wrong[0][1]}); --resize_mismatched resizes them (bilinear)")
+        self.mismatched = {name for name, _, _ in wrong}
 
     # --- items -----------------------------------------------------------------------------------------
 
@@ -257,6 +280,8 @@ class PairDataset(BaseDataset):
     def _load(self, name: str, flip: bool) -> tuple[Image.Image, np.ndarray]:
         """The image and its keypoints in the dataset frame, mirrored if `flip`."""
         image = Image.open(self.image_dir / name).convert("RGB")
+        if name in self.mismatched:  # only with --resize_mismatched
+            image = image.resize(self.image_size[::-1], Image.Resampling.BILINEAR)
         keypoints = self.keypoints[name]
         if flip:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

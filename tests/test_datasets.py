@@ -384,3 +384,30 @@ def test_synthetic_with_the_real_builder(tmp_path, dataset_opt, monkeypatch):
 def test_bad_pose_flags(tiny_market_root, dataset_opt, flag, value):
     with pytest.raises(InputError, match=f"--{flag}"):
         build(dataset_opt, tiny_market_root, **{flag: value})
+
+
+def test_header_mode_matches_pil(tmp_path):
+    from data.base_dataset import read_image_header
+
+    for i, (mode, ext) in enumerate([("RGB", "jpg"), ("L", "jpg"), ("CMYK", "jpg"), ("RGB", "png"), ("L", "png"),
+                                     ("RGBA", "png"), ("LA", "png"), ("P", "png")]):
+        path = tmp_path / f"im{i}.{ext}"
+        Image.new(mode, (30 + i, 40)).save(path)
+        with Image.open(path) as image:
+            assert read_image_header(path) == (image.size[0], image.size[1], image.mode)
+
+
+def test_grayscale_converted_with_a_warning_and_sizes_resized_only_on_request(make_pose_dataset, tmp_path,
+                                                                             dataset_opt, capsys):
+    root = make_pose_dataset(tmp_path / "data", "market")
+    images = sorted((root / "test").glob("*.jpg"))
+    Image.open(images[0]).convert("L").save(images[0])
+    Image.open(images[1]).resize((60, 120)).save(images[1])
+    with pytest.raises(InputError, match=r"120x60 \(height x width\), expected 128x64; pass --resize_mismatched"):
+        build(dataset_opt, root)
+    dataset = build(dataset_opt, root, resize_mismatched=True)
+    out = capsys.readouterr().out
+    assert "1 image(s)" in out and "are not RGB" in out and "--resize_mismatched resizes them" in out
+    names = {images[0].name, images[1].name}
+    index = next(i for i, pair in enumerate(dataset.pairs) if set(pair) & names)
+    assert dataset[index]["source_image"].shape == (3, 128, 64)
