@@ -317,6 +317,27 @@ class PairDataset(BaseDataset):
         flip = self.flip_coin(index, epoch)
         source, source_kps = self._load(source_name, flip)
         target, target_kps = self._load(target_name, flip)
+        return self.make_item(source, source_kps, target, target_kps, source_name, target_name)
+
+    @classmethod
+    def in_memory(cls, opt, image_size: tuple[int, int], frame: str) -> "PairDataset":
+        """A PairDataset that reads no files: `make_item` and `to_dataset_frame` for images given in memory.
+
+        `image_size` (H, W) is the dataset frame (Market 128x64, DeepFashion 256x176); used by
+        scripts/transfer.py so that one's own photos go through exactly the items test.py feeds the model.
+        """
+        dataset = cls.__new__(cls)
+        BaseDataset.__init__(dataset, opt)
+        dataset.image_size = tuple(image_size)
+        dataset.frame = frame
+        dataset.network_size = network_size(dataset.image_size, frame)
+        dataset.flip_prob, dataset._draws = 0.0, 0
+        dataset.pairs, dataset.keypoints, dataset.mismatched = [], {}, set()
+        return dataset
+
+    def make_item(self, source: Image.Image, source_kps: np.ndarray, target: Image.Image, target_kps: np.ndarray,
+                  source_name: str, target_name: str) -> dict:
+        """One item from RGB images and int64 (18, 2) keypoints in the dataset frame (what __getitem__ returns)."""
         out = {
             "source_image": self._image_tensor(source),
             "target_image": self._image_tensor(target),

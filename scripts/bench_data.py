@@ -64,7 +64,7 @@ def samples_per_second(opt, batches: int, repeats: int) -> float:
         for _ in range(batches):
             next_batch()
         rates.append(batches * opt.batch_size / (time.perf_counter() - start))
-    del iterator, loader  # stops persistent workers
+    iterator = None  # stops the persistent workers
     return statistics.median(rates)
 
 
