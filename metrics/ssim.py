@@ -1,0 +1,217 @@
+"""Batched SSIM variants, PSNR, L1 and MAE in torch, equal to scikit-image's per-image functions.
+
+Spec: evaluation.md 5.1 (SSIM variants), 5.3 (PSNR), 5.4 (L1, MAE). Images are (B, C, H, W) tensors; every
+function returns one float64 value per image, shape (B,).
+
+scikit-image filters the whole image (mode 'reflect') and then crops (win - 1) // 2 pixels from every side of
+the SSIM map. The filter radius equals that crop, so the kept pixels never see the padding: filtering only
+the 'valid' interior gives the same numbers without any padding.
+
+Work is done in chunks of a few images so that the float64 temporaries stay in the CPU cache; both SSIM
+variants of the evaluator share one set of window moments E[x], E[y], E[x²+y²], E[xy] (only vx + vy enters
+the formula, so E[x²] and E[y²] are filtered as one sum).
+"""
+from __future__ import annotations
+
+import torch
+
+K1, K2 = 0.01, 0.03
+GAUSS_TRUNCATE = 3.5  # scikit-image's choice: sigma 1.5 gives an 11-tap window, as in Wang et al. 2004
+CHUNK_ELEMENTS = 1 << 17  # pixels·channels per chunk; 4 float64 moments of it is about 4 MB
+
+
+def gaussian_radius(sigma: float, truncate: float = GAUSS_TRUNCATE) -> int:
+    """scipy.ndimage's radius for a Gaussian filter: int(truncate * sigma + 0.5)."""
+    return int(truncate * sigma + 0.5)
+
+
+def ssim_window(sigma: float) -> int:
+    """Window side of the Gaussian variant (11 for sigma 1.5, 9 for sigma 1.2)."""
+    return 2 * gaussian_radius(sigma) + 1
+
+
+def gaussian_taps(sigma: float, truncate: float = GAUSS_TRUNCATE) -> list[float]:
+    """The normalised 1-D Gaussian of scipy.ndimage.gaussian_filter1d, 2r+1 taps."""
+    radius = gaussian_radius(sigma, truncate)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    taps = torch.exp(-0.5 * (x / sigma) ** 2)
+    return (taps / taps.sum()).tolist()
+
+
+def _weighted_valid(x: torch.Tensor, taps: list[float], dim: int) -> torch.Tensor:
+    """Correlate along `dim` with `taps`, keeping only outputs whose window lies inside the input."""
+    out_len = x.shape[dim] - len(taps) + 1
+    out = torch.mul(x.narrow(dim, 0, out_len), taps[0])
+    for k in range(1, len(taps)):
+        out.add_(x.narrow(dim, k, out_len), alpha=taps[k])
+    return out
+
+
+def _box_valid(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """Mean over windows of `size` along `dim`, valid outputs only (running sums: O(1) per pixel)."""
+    sums = x.cumsum(dim)
+    out_len = x.shape[dim] - size + 1
+    out = sums.narrow(dim, size - 1, out_len).clone()
+    out.narrow(dim, 1, out_len - 1).sub_(sums.narrow(dim, 0, out_len - 1))
+    return out.div_(size)
+
+
+def gaussian_moments(moments: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian window averages (valid part) of stacked moments (..., H, W)."""
+    taps = gaussian_taps(sigma)
+    return _weighted_valid(_weighted_valid(moments, taps, -2), taps, -1)
+
+
+def uniform_moments(moments: torch.Tensor, win_size: int) -> torch.Tensor:
+    """Uniform window averages (valid part) of stacked moments (..., H, W)."""
+    return _box_valid(_box_valid(moments, win_size, -2), win_size, -1)
+
+
+def _moments(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(4, B, C, H, W): x, y, x² + y², xy."""
+    out = x.new_empty((4, *x.shape))
+    out[0], out[1] = x, y
+    torch.mul(x, x, out=out[2]).addcmul_(y, y)
+    torch.mul(x, y, out=out[3])
+    return out
+
+
+def _ssim_mean(filtered: torch.Tensor, data_range: torch.Tensor, cov_norm: float) -> torch.Tensor:
+    """(B,) SSIM from window moments (4, B, C, h, w): per-pixel S, mean over pixels, then over channels.
+
+    scikit-image's arithmetic: vx + vy = cov_norm (E[x²+y²] - ux² - uy²), vxy = cov_norm (E[xy] - ux uy),
+    S = (2 ux uy + C1)(2 vxy + C2) / ((ux² + uy² + C1)(vx + vy + C2)). `filtered` is consumed.
+    """
+    ux, uy, uss, uxy = filtered
+    data_range = data_range.to(filtered.device)
+    r = data_range.reshape(-1, 1, 1, 1)
+    c1, c2 = (K1 * r) ** 2, (K2 * r) ** 2
+    ux_uy = ux * uy
+    squares = torch.addcmul(ux * ux, uy, uy)
+    contrast = uss.sub_(squares).mul_(cov_norm).add_(c2)
+    structure = uxy.sub_(ux_uy).mul_(2 * cov_norm).add_(c2)
+    numerator = ux_uy.mul_(2).add_(c1).mul_(structure)
+    scores = numerator.div_(squares.add_(c1).mul_(contrast)).mean(dim=(-2, -1)).mean(dim=-1)
+    # R = 0 (a constant generated image in ssim-gauss) leaves SSIM undefined: the reference's NaN/inf, or
+    # rounding noise here; NaN either way, so that callers report the image instead of averaging it
+    return scores.masked_fill(data_range == 0, float("nan"))
+
+
+def _chunks(batch: int, per_image: int):
+    step = max(1, CHUNK_ELEMENTS // per_image)
+    return ((start, min(batch, start + step)) for start in range(0, batch, step))
+
+
+def _check_pair(gen: torch.Tensor, ref: torch.Tensor, win_size: int) -> None:
+    if gen.shape != ref.shape or gen.dim() != 4:
+        raise ValueError(f"expected two (B, C, H, W) tensors of one shape, got {tuple(gen.shape)} and "
+                         f"{tuple(ref.shape)}")
+    if min(gen.shape[-2:]) < win_size:
+        raise ValueError(f"win_size {win_size} exceeds the image extent {tuple(gen.shape[-2:])}")
+
+
+def image_range(images: torch.Tensor) -> torch.Tensor:
+    """(B,) max - min of each image over all pixels and channels (float64)."""
+    flat = images.flatten(1)
+    return (flat.amax(dim=1) - flat.amin(dim=1)).double()
+
+
+def _ranges(data_range: float | torch.Tensor | None, gen: torch.Tensor) -> torch.Tensor:
+    if data_range is None:
+        return image_range(gen)
+    if isinstance(data_range, torch.Tensor):
+        return data_range.to(torch.float64).reshape(-1).expand(gen.shape[0])
+    return torch.full((gen.shape[0],), float(data_range), dtype=torch.float64, device=gen.device)
+
+
+def _ssim(gen, ref, data_range, cov_norm: float, smooth) -> torch.Tensor:
+    ranges = _ranges(data_range, gen)
+    scores = []
+    for start, stop in _chunks(gen.shape[0], gen[0].numel()):
+        x, y = gen[start:stop].double(), ref[start:stop].double()
+        scores.append(_ssim_mean(smooth(_moments(x, y)), ranges[start:stop], cov_norm))
+    return torch.cat(scores)
+
+
+def ssim_gaussian(gen: torch.Tensor, ref: torch.Tensor, sigma: float = 1.5,
+                  data_range: float | torch.Tensor | None = None,
+                  sample_covariance: bool = False) -> torch.Tensor:
+    """(B,) SSIM with a Gaussian window (`ssim-gauss`: the PATN SSIM, DPTN's "ssim_256").
+
+    Equals `structural_similarity(g, r, channel_axis=-1, gaussian_weights=True, sigma=sigma,
+    use_sample_covariance=sample_covariance, data_range=R)` per image, computed in float64. R defaults to
+    each generated image's own max - min (evaluation.md 5.1); a constant generated image then has R = 0 and
+    gives NaN, as the reference does (callers report such images separately).
+    """
+    win = ssim_window(sigma)
+    _check_pair(gen, ref, win)
+    cov_norm = win * win / (win * win - 1) if sample_covariance else 1.0
+    return _ssim(gen, ref, data_range, cov_norm, lambda m: gaussian_moments(m, sigma))
+
+
+def ssim_uniform(gen: torch.Tensor, ref: torch.Tensor, win_size: int = 51,
+                 data_range: float | torch.Tensor | None = 1.0,
+                 sample_covariance: bool = True) -> torch.Tensor:
+    """(B,) SSIM with a uniform window (`ssim-51`: GFLA's and DPTN's "ssim", win_size=51, data_range=1).
+
+    Equals `structural_similarity(g, r, channel_axis=-1, win_size=win_size, data_range=data_range)`.
+    """
+    if win_size % 2 != 1:
+        raise ValueError(f"win_size must be odd, got {win_size}")
+    _check_pair(gen, ref, win_size)
+    n = win_size * win_size
+    cov_norm = n / (n - 1) if sample_covariance else 1.0
+    return _ssim(gen, ref, data_range, cov_norm, lambda m: uniform_moments(m, win_size))
+
+
+def psnr(gen: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """(B,) PSNR 10·log10(R² / MSE) over all pixels and channels of each image; inf where identical."""
+    mse = (gen.double() - ref.double()).pow_(2).flatten(1).mean(dim=1)
+    return 10.0 * torch.log10(data_range ** 2 / mse)
+
+
+def l1(gen: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """(B,) mean absolute difference (GFLA "l1" on [0,1] input; PATN's L1 on [-1,1] is twice this)."""
+    return (gen.double() - ref.double()).abs_().flatten(1).mean(dim=1)
+
+
+def mae(gen: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """(B,) GFLA "mae": sum|a - b| / sum(a + b) per image."""
+    gen, ref = gen.double(), ref.double()
+    return (gen - ref).abs_().flatten(1).sum(dim=1) / (gen + ref).flatten(1).sum(dim=1)
+
+
+RECONSTRUCTION = ("ssim", "ssim_256", "psnr", "l1", "mae")
+
+
+def reconstruction_uint8(gen: torch.Tensor, ref: torch.Tensor, wanted=RECONSTRUCTION) -> dict[str, torch.Tensor]:
+    """The evaluator's per-pair metrics of uint8 (B, 3, H, W) images in one chunked pass, float64.
+
+    ssim:     ssim-51 on x/255 with data_range 1 (computed as the same SSIM on 0..255 with range 255: SSIM
+              is unchanged when images and range scale together);
+    ssim_256: ssim-gauss on 0..255 with the generated image's range; psnr, l1, mae on x/255.
+    """
+    wanted = [m for m in RECONSTRUCTION if m in wanted]
+    if {"ssim", "ssim_256"} & set(wanted):
+        _check_pair(gen, ref, 51 if "ssim" in wanted else ssim_window(1.5))
+    ranges = image_range(gen) if "ssim_256" in wanted else None
+    out: dict[str, list] = {m: [] for m in wanted}
+    for start, stop in _chunks(gen.shape[0], gen[0].numel()):
+        x, y = gen[start:stop].double(), ref[start:stop].double()
+        if "ssim" in wanted or "ssim_256" in wanted:
+            moments = _moments(x, y)
+            if "ssim" in wanted:
+                full = x.new_full((stop - start,), 255.0)
+                out["ssim"].append(_ssim_mean(uniform_moments(moments, 51), full, 2601 / 2600))
+            if "ssim_256" in wanted:
+                out["ssim_256"].append(_ssim_mean(gaussian_moments(moments, 1.5), ranges[start:stop], 1.0))
+        diff = (x - y).flatten(1)
+        if "psnr" in wanted:
+            out["psnr"].append(10.0 * torch.log10(255.0 ** 2 / diff.square().mean(dim=1)))
+        if "l1" in wanted or "mae" in wanted:
+            total = diff.abs_().sum(dim=1)
+            if "l1" in wanted:
+                out["l1"].append(total / (diff.shape[1] * 255.0))
+            if "mae" in wanted:
+                out["mae"].append(total / (x + y).flatten(1).sum(dim=1))
+    return {m: torch.cat(v) for m, v in out.items()}
