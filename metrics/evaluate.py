@@ -1,8 +1,9 @@
 """The evaluator's passes: one batched pass over the pairs, one over the FID real set, then the summaries.
 
-The pair pass decodes every generated image once and computes every requested per-pair value on the
-device (SSIM variants, PSNR, L1, MAE, LPIPS and their masked forms) together with the generated images'
-FID features and IS predictions. Per-pair values stay in pair order (sorted by generated name).
+The pair pass decodes every generated image once and computes every requested per-pair value (SSIM
+variants, PSNR, L1, MAE, LPIPS and their masked forms) together with the generated images' FID features and
+IS predictions. Pixel metrics run in the loader workers on the CPU and on the device otherwise; the networks
+run on the device. Per-pair values stay in pair order (sorted by generated name).
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ class PairScores:
     modes: dict[str, int] = field(default_factory=dict)  # PIL modes seen (non-RGB ones are converted)
 
 
-def _reconstruction(gen: torch.Tensor, tgt: torch.Tensor, wanted: set[str], pad: bool) -> dict[str, torch.Tensor]:
+def reconstruction_metrics(gen: torch.Tensor, tgt: torch.Tensor, wanted, pad: bool) -> dict[str, torch.Tensor]:
     """Per-image SSIM variants, PSNR, L1, MAE of uint8 (B, 3, H, W) pairs, in float64 (evaluation.md 5.1-5.4)."""
     if pad:
         gen, tgt = pad_white_256(gen), pad_white_256(tgt)
@@ -61,7 +62,7 @@ def pixel_metrics(batch: dict, wanted: frozenset, pad: bool) -> dict:
     with the networks in the main process.
     """
     gen, tgt = batch["generated"].permute(0, 3, 1, 2), batch["target"].permute(0, 3, 1, 2)
-    values = _reconstruction(gen, tgt, wanted, pad) if wanted & set(RECONSTRUCTION) else {}
+    values = reconstruction_metrics(gen, tgt, wanted, pad) if wanted & set(RECONSTRUCTION) else {}
     if "mask_ssim" in wanted:
         mask = batch["mask"][:, None]
         values["mask_ssim"] = ssim_ops.ssim_gaussian(gen * mask, tgt * mask, sigma=1.5)

@@ -57,7 +57,7 @@ def read_rgb(path: Path) -> tuple[np.ndarray, str]:
     return array, mode
 
 
-def crop_tile(image: np.ndarray, tiles: int, index: int, path: Path) -> np.ndarray:
+def crop_tile(image: np.ndarray, tiles: int, index: int) -> np.ndarray:
     """Tile `index` of a panel of `tiles` equal tiles side by side."""
     width = image.shape[1]
     if width % tiles:
@@ -141,8 +141,8 @@ class PairDataset(Dataset):
                 target, target_mode = read_rgb(pair.target)
                 item["modes"] = f"{mode},{target_mode}"
             else:
-                target = crop_tile(generated, self.layout.tiles, self.layout.target_tile, pair.generated)
-                generated = crop_tile(generated, self.layout.tiles, self.layout.generated_tile, pair.generated)
+                target = crop_tile(generated, self.layout.tiles, self.layout.target_tile)
+                generated = crop_tile(generated, self.layout.tiles, self.layout.generated_tile)
         except (OSError, ValueError) as exc:
             item["error"] = f"{pair.generated.name}: unreadable image ({type(exc).__name__}: {exc})"
             return item

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from metrics.evaluate import Networks, score_pairs
+from metrics.evaluate import Networks, reconstruction_metrics, score_pairs
 from metrics.pairing import match
 
 FRAMES = {"fashion": ((256, 176), True), "market": ((128, 64), False)}  # (H, W), padded as DPTN does
@@ -110,12 +110,11 @@ def run_ours(matching, pad: bool, batch_size: int, workers: int, tensors=None) -
         scores = score_pairs(matching.pairs, matching.layout, None, set(METRICS), Networks(), pad,
                              torch.device("cpu"), batch_size, workers)
         return scores.values
-    from metrics.evaluate import _reconstruction
-
     out = {m: [] for m in METRICS}
     gen_all, gt_all = tensors
     for start in range(0, len(gen_all), batch_size):
-        part = _reconstruction(gen_all[start:start + batch_size], gt_all[start:start + batch_size], set(METRICS), pad)
+        stop = start + batch_size
+        part = reconstruction_metrics(gen_all[start:stop], gt_all[start:stop], set(METRICS), pad)
         for metric in METRICS:
             out[metric].append(part[metric])
     return {m: torch.cat(v).numpy() for m, v in out.items()}
