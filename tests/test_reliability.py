@@ -33,13 +33,19 @@ def same_weights(a: Path, b: Path) -> bool:
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def train_process(argv: list[str]) -> subprocess.Popen:
+    """train.py in a fresh process with one torch thread, so every run of the comparison computes alike."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "train.py", *argv], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
 def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(tiny_market_root, tmp_path):
     steps = 12  # 9 iterations per epoch: the run crosses an epoch boundary
-    assert train_script.main(run_args(tiny_market_root, tmp_path, "straight", "--max_steps", str(steps))) == 0
+    assert train_process(run_args(tiny_market_root, tmp_path, "straight", "--max_steps", str(steps))).wait() == 0
     # the victim saves 'latest' every iteration (2 samples) and is killed at a random iteration
     argv = run_args(tiny_market_root, tmp_path, "victim", "--max_steps", str(steps), "--save_latest_freq", "2")
-    proc = subprocess.Popen([sys.executable, "train.py", *argv], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = train_process(argv)
     kill_after = random.Random(os.getpid()).randint(2, steps - 3)
     state = tmp_path / "victim" / "latest_train_state.pth"
     deadline = time.time() + 120
@@ -54,7 +60,7 @@ def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(tiny_market_ro
     assert proc.returncode == -signal.SIGKILL
     interrupted_at = load_training_state(state)["progress"]["total_iters"]
     assert kill_after <= interrupted_at < steps
-    assert train_script.main(argv + ["--continue_train"]) == 0
+    assert train_process(argv + ["--continue_train"]).wait() == 0
     assert load_training_state(state)["progress"]["total_iters"] == steps
     assert same_weights(tmp_path / "straight" / "latest_net_G1.pth", tmp_path / "victim" / "latest_net_G1.pth")
 
