@@ -18,7 +18,7 @@ from models import create_model
 from options.test_options import TestOptions
 from util.distributed import build_context
 from util.html import HTML
-from util.image import save_image, tensor_to_uint8, uint8_to_tensor
+from util.image import save_image, uint8_to_tensor
 from util.io import InputError, atomic_write_text, report_input_errors
 from util.pose_drawing import draw_skeleton
 
@@ -68,7 +68,9 @@ class ResultWriter:
         self.count = 0
 
     def to_dataset_frame(self, images: torch.Tensor) -> np.ndarray:
-        return tensor_to_uint8(self.dataset.to_dataset_frame(images.float()))
+        """uint8 (B, H, W, 3) at dataset resolution, converted as the dataset's frame prescribes (for DPTN's
+        stretch256: uint8 first, then OpenCV's bilinear resize, as the official test)."""
+        return self.dataset.output_to_uint8(images)
 
     def write(self, batch: dict, generated: torch.Tensor) -> None:
         names = [result_name(s, t, self.opt.image_format)

@@ -17,10 +17,11 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from data.annotations import read_annotations, read_pairs
-from data.geometry import images_to_dataset_frame, image_to_network, keypoints_to_network, network_size, pad_maps
+from data.geometry import (images_to_dataset_frame, image_to_network, keypoints_to_network, network_size, pad_maps,
+                           uint8_to_dataset_frame)
 from data.keypoints import (KEYPOINT_NAMES, MASK_RECIPES, body_mask, disc_pose_maps, drop_outside, flip_keypoints,
                             gaussian_heatmaps, visible)
-from util.image import uint8_to_tensor
+from util.image import tensor_to_uint8, uint8_to_tensor
 from util.io import InputError, raise_problems
 
 POSE_ENCODINGS = ("gaussian", "tf_disc")
@@ -354,3 +355,13 @@ class PairDataset(BaseDataset):
     def to_dataset_frame(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, Hn, Wn) network images -> (B, 3, H, W) in the frame of the files (for saving, metrics)."""
         return images_to_dataset_frame(images, self.image_size, self.frame)
+
+    def output_to_uint8(self, images: torch.Tensor) -> np.ndarray:
+        """(B, 3, Hn, Wn) network images in [-1, 1] -> uint8 (B, H, W, 3) in the frame of the files, as saved.
+
+        'stretch256' converts to uint8 first and then resizes with OpenCV, as the official DPTN test does (so the
+        released results are reproduced exactly); 'native' and 'pad256' map back in float, then convert.
+        """
+        if self.frame == "stretch256":
+            return uint8_to_dataset_frame(tensor_to_uint8(images), self.image_size, self.frame)
+        return tensor_to_uint8(self.to_dataset_frame(images.float()))

@@ -115,3 +115,24 @@ def images_to_dataset_frame(images: torch.Tensor, dataset_size: tuple[int, int],
         pad = pad_columns(dataset_size)
         return images[..., pad:pad + width]
     return F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False, antialias=False)
+
+
+def uint8_to_dataset_frame(images: np.ndarray, dataset_size: tuple[int, int], frame: str) -> np.ndarray:
+    """uint8 (B, Hn, Wn, 3) images in the network frame -> uint8 (B, H, W, 3) in the dataset frame.
+
+    'stretch256' resizes with cv2.resize INTER_LINEAR on the uint8 image, exactly as the official DPTN test
+    (tensor2im, then cv2.resize to old_size); 'pad256' crops; 'native' returns the input.
+    """
+    _check_frame(frame)
+    expected = network_size(dataset_size, frame)
+    if tuple(images.shape[1:3]) != tuple(expected):
+        raise ValueError(f"images are {tuple(images.shape[1:3])}, expected the {frame} frame {expected}")
+    height, width = dataset_size
+    if frame == "native":
+        return images
+    if frame == "pad256":
+        pad = pad_columns(dataset_size)
+        return np.ascontiguousarray(images[:, :, pad:pad + width])
+    import cv2  # imported here: only the official DPTN output path needs OpenCV
+
+    return np.stack([cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR) for image in images])

@@ -22,10 +22,16 @@ from util.checkpoint import load_training_state
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_args(root: Path, ckpt: Path, name: str, *extra: str) -> list[str]:
-    return ["--name", name, "--model", "PG2", "--stage", "1", "--dataset_mode", "market", "--dataroot", str(root),
+PG2_STAGE1 = ("--model", "PG2", "--stage", "1", "--ngf", "8")
+# the real DPTN (9.79M parameters) with the Market README flags; random VGG19 weights (no download here)
+DPTN_MARKET = ("--model", "DPTN", "--vgg_random_init", "--dis_layers=3", "--lambda_g=5", "--lambda_rec", "2",
+               "--t_s_ratio=0.8")
+
+
+def run_args(root: Path, ckpt: Path, name: str, *extra: str, model: tuple[str, ...] = PG2_STAGE1) -> list[str]:
+    return ["--name", name, *model, "--dataset_mode", "market", "--dataroot", str(root),
             "--checkpoints_dir", str(ckpt), "--batchSize", "2", "--gpu_ids", "-1", "--num_threads", "0",
-            "--ngf", "8", "--seed", "5", "--niter", "3", "--niter_decay", "0", *extra]
+            "--seed", "5", "--niter", "3", "--niter_decay", "0", *extra]
 
 
 def same_weights(a: Path, b: Path) -> bool:
@@ -40,15 +46,19 @@ def train_process(argv: list[str]) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(tiny_market_root, tmp_path):
+@pytest.mark.parametrize("model,weights", [(PG2_STAGE1, ("G1",)), (DPTN_MARKET, ("G", "D"))],
+                         ids=["PG2", "DPTN"])
+def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(tiny_market_root, tmp_path, model, weights):
     steps = 12  # 9 iterations per epoch: the run crosses an epoch boundary
-    assert train_process(run_args(tiny_market_root, tmp_path, "straight", "--max_steps", str(steps))).wait() == 0
+    straight = run_args(tiny_market_root, tmp_path, "straight", "--max_steps", str(steps), model=model)
+    assert train_process(straight).wait() == 0
     # the victim saves 'latest' every iteration (2 samples) and is killed at a random iteration
-    argv = run_args(tiny_market_root, tmp_path, "victim", "--max_steps", str(steps), "--save_latest_freq", "2")
+    argv = run_args(tiny_market_root, tmp_path, "victim", "--max_steps", str(steps), "--save_latest_freq", "2",
+                    model=model)
     proc = train_process(argv)
     kill_after = random.Random(os.getpid()).randint(2, steps - 3)
     state = tmp_path / "victim" / "latest_train_state.pth"
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     try:
         while time.time() < deadline:
             if state.is_file() and load_training_state(state)["progress"]["total_iters"] >= kill_after:
@@ -62,7 +72,9 @@ def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(tiny_market_ro
     assert kill_after <= interrupted_at < steps
     assert train_process(argv + ["--continue_train"]).wait() == 0
     assert load_training_state(state)["progress"]["total_iters"] == steps
-    assert same_weights(tmp_path / "straight" / "latest_net_G1.pth", tmp_path / "victim" / "latest_net_G1.pth")
+    for net in weights:  # D's spectral-norm vectors included (they are buffers of its state_dict)
+        assert same_weights(tmp_path / "straight" / f"latest_net_{net}.pth",
+                            tmp_path / "victim" / f"latest_net_{net}.pth")
 
 
 def test_a_kill_while_writing_leaves_the_previous_checkpoint_loadable(tmp_path):

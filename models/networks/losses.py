@@ -45,3 +45,48 @@ def pg2_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
              bce_gan_loss(condition_logits, False))
     total = sum(w * t for w, t in zip(PG2_D_WEIGHTS, terms))
     return total, terms
+
+
+# --- DPTN (Zhang et al., "Exploring Dual-task Correlation for Pose Guided Person Image Generation", CVPR 2022),
+# specs/dptn.md Sec. 5: LSGAN, and VGG19 content and style losses on images in [-1, 1] ----------------------------
+
+DPTN_CONTENT_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # each weighted 1.0
+DPTN_STYLE_LAYERS = ("relu2_2", "relu3_4", "relu4_4", "relu5_2")
+
+
+def lsgan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+    """Least-squares GAN loss: mean((D(x) - t)^2) with t = 1 (real) or 0 (fake) over every patch logit."""
+    target = 1.0 if target_is_real else 0.0
+    return F.mse_loss(prediction, torch.full_like(prediction, target))
+
+
+def hinge_loss(prediction: torch.Tensor, target_is_real: bool, for_discriminator: bool) -> torch.Tensor:
+    """Hinge GAN loss (--gan_mode hinge): D: mean(relu(1 - D(x))) real, mean(relu(1 + D(x))) fake; G: -mean(D(x))."""
+    if not for_discriminator:
+        return -prediction.mean()
+    return F.relu(1.0 - prediction).mean() if target_is_real else F.relu(1.0 + prediction).mean()
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C) = f f^T / (C H W), with f the features as (B, C, H*W).
+
+    Works on either memory format without copying (channels_last features are read as (B, H*W, C)).
+    """
+    b, c, h, w = features.shape
+    if features.is_contiguous():
+        f = features.view(b, c, h * w)
+        return torch.bmm(f, f.transpose(1, 2)) / (h * w * c)
+    f = features.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view for channels_last tensors
+    return torch.bmm(f.transpose(1, 2), f) / (h * w * c)
+
+
+def content_loss(fake: dict[str, torch.Tensor], real: dict[str, torch.Tensor],
+                 layers: tuple[str, ...] = DPTN_CONTENT_LAYERS) -> torch.Tensor:
+    """Sum over `layers` of mean |phi(fake) - phi(real)| (VGG19 taps as returned by VGG19Features)."""
+    return sum(F.l1_loss(fake[name], real[name]) for name in layers)
+
+
+def style_loss(fake: dict[str, torch.Tensor], real_grams: dict[str, torch.Tensor],
+               layers: tuple[str, ...] = DPTN_STYLE_LAYERS) -> torch.Tensor:
+    """Sum over `layers` of mean |Gram(phi(fake)) - Gram(phi(real))|; `real_grams` holds the real Grams."""
+    return sum(F.l1_loss(gram_matrix(fake[name]), real_grams[name]) for name in layers)
