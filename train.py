@@ -17,7 +17,7 @@ from models import create_model
 from options.train_options import TrainOptions
 from util.checkpoint import (load_training_state, newest_intact_state, save_training_state, seed_everything,
                               set_rng_state)
-from util.distributed import RunContext, barrier, build_context, print0
+from util.distributed import RunContext, barrier, build_context, mean_over_ranks, print0
 from util.io import InputError, report_input_errors
 from util.nan_guard import NanGuard, NonFiniteLossError
 from util.visualizer import Visualizer
@@ -30,14 +30,16 @@ class Trainer:
         self.opt = opt
         self.ctx = ctx
         self.save_dir = Path(opt.checkpoints_dir) / opt.name
-        seed_everything(opt.seed + ctx.rank)
-        self.dataset = create_dataset(opt)
+        seed_everything(opt.seed)  # the same seed on every rank: DDP syncs only the networks it wraps (not, e.g., a
+        self.dataset = create_dataset(opt)  # randomly initialised loss network), so all must start alike
         self.loader = create_dataloader(opt, ctx, self.dataset)
         if len(self.loader) == 0 and not opt.continue_train:
             raise InputError(f"{len(self.dataset)} training pairs are fewer than --batchSize {opt.batch_size} "
                              f"x {ctx.world_size} process(es): no full batch to train on")
         self.model = create_model(opt, ctx)
         self.model.setup()
+        if ctx.world_size > 1:
+            seed_everything(opt.seed + ctx.rank)  # from here on, each rank draws its own random numbers
         self.epoch = opt.epoch_count
         self.epoch_iter = 0  # samples of this rank already consumed in the current epoch
         self.total_iters = 0  # optimisation steps taken
@@ -121,6 +123,7 @@ class Trainer:
         """Print, plot, display and save when the sample counter passes the respective frequency."""
         opt = self.opt
         if self.crossed(before, opt.print_freq):
+            losses = mean_over_ranks(losses)  # the global batch's losses (every rank reaches this line)
             ratio = self.epoch_iter / max(steps_per_epoch * opt.batch_size, 1)
             self.visualizer.print_current_losses(self.epoch, self.epoch_iter, losses, t_comp, t_data)
             self.visualizer.plot_current_losses(self.epoch, ratio, losses)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -10,19 +11,32 @@ from torch import nn
 
 from models.networks.schedulers import get_scheduler
 from util.checkpoint import checkpoint_tags, load_weights, save_weights
+from util.distributed import print0
 from util.io import InputError
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class BaseModel:
     """Subclasses fill `model_names` (net<X> attributes, saved as <tag>_net_<X>.pth), `loss_names`
     (loss_<X> attributes), `visual_names` (tensor attributes) and `optimizers`, and implement
-    `set_input`, `forward` and `optimize_parameters`."""
+    `set_input`, `forward` and `optimize_parameters`.
+
+    Speed facilities shared by every model: `prepare` (device, --channels_last, --sync_bn, DDP, --compile),
+    `autocast` (--amp), `backward`/`step`/`end_iteration` (GradScaler for fp16, --accum_steps scaling) and
+    `micro_batches` (--accum_steps splits each batch).
+    """
 
     def __init__(self, opt, ctx) -> None:
         self.opt = opt
         self.ctx = ctx
         self.device: torch.device = ctx.device
         self.is_train: bool = opt.is_train
+        self.amp_dtype: torch.dtype | None = AMP_DTYPES.get(getattr(opt, "amp", "none"))
+        self.memory_format = torch.channels_last if getattr(opt, "channels_last", False) else torch.contiguous_format
+        self.accum_steps: int = getattr(opt, "accum_steps", 1)
+        # fp16 needs loss scaling; bf16 has float32's range and does not
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.is_train and self.amp_dtype == torch.float16)
         self.save_dir = Path(opt.checkpoints_dir) / opt.name
         self.model_names: list[str] = []
         self.loss_names: list[str] = []
@@ -42,6 +56,64 @@ class BaseModel:
 
         Called once inside parse(), after the dataset's derive_options (so opt.data_format is known).
         """
+
+    # --- speed: device placement, wrappers, mixed precision, accumulation --------------------------------
+
+    def prepare(self, net: nn.Module, trained: bool) -> nn.Module:
+        """Move `net` to the device and memory format; for a trained network under torchrun, SyncBatchNorm
+        (--sync_bn) and DistributedDataParallel; then torch.compile (--compile). `unwrap` undoes the wrappers."""
+        net = net.to(self.device, memory_format=self.memory_format)
+        if trained and self.ctx.distributed:
+            if getattr(self.opt, "sync_bn", False):
+                net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            net = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
+        if getattr(self.opt, "compile", False):
+            net = compile_network(net)
+        return net
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A batch tensor on the device, in the networks' memory format when it is an image batch."""
+        tensor = tensor.to(self.device, non_blocking=True)
+        return tensor.contiguous(memory_format=self.memory_format) if tensor.dim() == 4 else tensor
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """torch.autocast with the --amp dtype (bf16 or fp16); a no-op context without --amp."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def micro_batches(self, batch_size: int) -> list[slice]:
+        """--accum_steps k: the batch as k equal slices (one slice when k is 1)."""
+        if batch_size % self.accum_steps:
+            raise InputError(f"a batch of {batch_size} cannot be split into --accum_steps {self.accum_steps} "
+                             "equal micro-batches")
+        size = batch_size // self.accum_steps
+        return [slice(i, i + size) for i in range(0, batch_size, size)]
+
+    @staticmethod
+    def buffers_of(net: nn.Module) -> dict[str, torch.Tensor]:
+        """A copy of the network's buffers (e.g. spectral norm's power-iteration vectors u, v)."""
+        return {name: buffer.detach().clone() for name, buffer in unwrap(net).named_buffers()}
+
+    @staticmethod
+    def restore_buffers(net: nn.Module, saved: dict[str, torch.Tensor]) -> None:
+        """Put back buffers saved by `buffers_of`, so that every micro-batch sees what the whole batch saw."""
+        with torch.no_grad():
+            for name, buffer in unwrap(net).named_buffers():
+                buffer.copy_(saved[name])
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward of one micro-batch's loss: divided by --accum_steps, scaled for fp16."""
+        self.scaler.scale(loss / self.accum_steps).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Optimizer step on the accumulated gradients (skipped by the scaler if fp16 overflowed)."""
+        self.scaler.step(optimizer)
+
+    def end_iteration(self) -> None:
+        """After every optimizer of the iteration has stepped: adapt the fp16 loss scale."""
+        self.scaler.update()
 
     # --- the loop's interface --------------------------------------------------------------------------
 
@@ -154,6 +226,8 @@ class BaseModel:
             "networks": {name: unwrap(net).state_dict() for name, net in self.networks().items()},
             "optimizers": [o.state_dict() for o in self.optimizers],
             "schedulers": [s.state_dict() for s in self.schedulers],
+            "amp": getattr(self.opt, "amp", "none"),
+            "scaler": self.scaler.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -164,6 +238,11 @@ class BaseModel:
             optimizer.load_state_dict(saved)
         for scheduler, saved in zip(self.schedulers, state["schedulers"], strict=True):
             scheduler.load_state_dict(saved)
+        saved_amp, amp = state.get("amp", "none"), getattr(self.opt, "amp", "none")
+        if saved_amp != amp:
+            print0(f"note: the state was trained with --amp {saved_amp}; continuing with --amp {amp}")
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     @staticmethod
     def set_requires_grad(nets: nn.Module | list[nn.Module], requires_grad: bool) -> None:
@@ -171,6 +250,23 @@ class BaseModel:
         for net in nets if isinstance(nets, (list, tuple)) else [nets]:
             for p in net.parameters():
                 p.requires_grad_(requires_grad)
+
+
+def compile_network(net: nn.Module) -> nn.Module:
+    """torch.compile(net), or `net` itself with one note when compiling is not available here.
+
+    Errors of the compiler backend at the first call (e.g. no C++ compiler) fall back to eager execution.
+    """
+    try:
+        import torch._dynamo as dynamo
+
+        if not dynamo.is_dynamo_supported():
+            raise RuntimeError("TorchDynamo does not support this Python/platform")
+        dynamo.config.suppress_errors = True
+        return torch.compile(net)
+    except Exception as exc:  # any failure means: run eagerly, and say so once
+        print0(f"note: --compile is not available here ({exc}); running without torch.compile")
+        return net
 
 
 def unwrap(net: nn.Module) -> nn.Module:

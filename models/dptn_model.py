@@ -19,6 +19,7 @@ power iteration per call. Testing always follows the official sequence of operat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 
 import torch
@@ -66,6 +67,7 @@ TEST_ONLY = {"ntest", "aspect_ratio", "cluster_path", "use_encoded_image", "expo
 IGNORED_DEFAULTS = {"use_spect_g": False, "save_input": False}
 
 DATASET_SIZES = {"market": (128, 64), "fashion": (256, 176)}  # old_size: the size of the files and the outputs
+INPUTS = ("source_image", "target_image", "source_pose", "target_pose")
 
 
 class RefusedFlag(argparse.Action):
@@ -224,48 +226,39 @@ class DPTNModel(BaseModel):
         self.t_s_ratio = opt.t_s_ratio
         self.fast = opt.is_train and not opt.official_ops
         # official order: G built and initialised, then D, then the VGG of the losses
-        self.netG = init_weights(DPTNGenerator(
+        generator = init_weights(DPTNGenerator(
             image_nc=opt.image_nc, pose_nc=opt.structure_nc, ngf=64, img_f=512, layers=opt.layers_g,
             num_blocks=opt.num_blocks, norm=opt.norm, nhead=opt.nhead, num_CABs=opt.num_CABs,
-            num_TTBs=opt.num_TTBs, affine=opt.affine), opt.init_type, opt.init_gain).to(self.device)
-        self.netG.set_fast(self.fast)
+            num_TTBs=opt.num_TTBs, affine=opt.affine), opt.init_type, opt.init_gain)
+        generator.set_fast(self.fast)
         self.model_names = ["G"]
         self.visual_names = ["source_image", "source_pose", "target_image", "target_pose", "fake_image_s",
                              "fake_image_t"]
         self.loss_names = ["app_gen_s", "content_gen_s", "style_gen_s", "app_gen_t", "ad_gen_t", "dis_img_gen_t",
                            "content_gen_t", "style_gen_t"]
         if not self.is_train:
+            self.netG = self.prepare(generator, trained=False)
             return
-        self.netD = init_weights(DPTNDiscriminator(layers=opt.dis_layers, use_spect=opt.use_spect_d),
-                                 opt.init_type, opt.init_gain).to(self.device)
+        discriminator = init_weights(DPTNDiscriminator(layers=opt.dis_layers, use_spect=opt.use_spect_d),
+                                     opt.init_type, opt.init_gain)
         self.model_names = ["G", "D"]
         self.vgg = VGG19Features(DPTN_CONTENT_LAYERS + DPTN_STYLE_LAYERS, opt.vgg_path,
                                  opt.vgg_random_init).to(self.device)
-        self.vgg_format = torch.channels_last if self.fast else torch.contiguous_format
+        self.vgg_format = torch.channels_last if self.fast or opt.channels_last else torch.contiguous_format
         self.vgg.to(memory_format=self.vgg_format)
-        self.netG = self.distribute(self.netG)
-        self.netD = self.distribute(self.netD)
+        self.netG = self.prepare(generator, trained=True)
+        self.netD = self.prepare(discriminator, trained=True)
         betas = (opt.beta1, 0.999)
         self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=betas)
         self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=opt.lr * opt.ratio_g2d, betas=betas)
         self.optimizers = [self.optimizer_G, self.optimizer_D]
 
-    def distribute(self, net: nn.Module) -> nn.Module:
-        """DistributedDataParallel under torchrun; the bare network otherwise."""
-        if not self.ctx.distributed:
-            return net
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
-
     # --- the loop's interface --------------------------------------------------------------------------
 
     def set_input(self, batch: dict) -> None:
         """X_s, X_t (B, 3, H, W) in [-1, 1] and P_s, P_t (B, 18, H, W) heatmaps onto the device; pair names."""
-        device = self.device
-        self.source_image = batch["source_image"].to(device, non_blocking=True)
-        self.target_image = batch["target_image"].to(device, non_blocking=True)
-        self.source_pose = batch["source_pose"].to(device, non_blocking=True)
-        self.target_pose = batch["target_pose"].to(device, non_blocking=True)
+        self.batch = {key: self.to_device(batch[key]) for key in INPUTS}
+        self.use_part(slice(None))
         height, width = self.source_image.shape[-2:]
         factor = 2 ** max(self.opt.layers_g, self.opt.dis_layers if self.is_train else 0)
         if height % factor or width % factor:
@@ -290,22 +283,45 @@ class DPTNModel(BaseModel):
             return hinge_loss(prediction, target_is_real, for_discriminator)
         return lsgan_loss(prediction, target_is_real)
 
-    def optimize_parameters(self) -> None:
-        """Forward, one D step, then one G step with the updated D (the official order)."""
-        self.forward()
-        self.optimize_discriminator()
-        self.optimize_generator()
+    def use_part(self, part: slice) -> None:
+        """Point the input attributes at a micro-batch (slice(None): the whole batch)."""
+        for key in INPUTS:
+            setattr(self, key, self.batch[key][part])
 
-    def optimize_discriminator(self) -> None:
+    def optimize_parameters(self) -> None:
+        """Forward, one D step, then one G step with the updated D (the official order).
+
+        With --accum_steps k the batch is split into k micro-batches: the D step accumulates over fakes made
+        without grad, then the G step runs the generator again on each micro-batch (one extra generator forward
+        per micro-batch, for the memory of one micro-batch). D's spectral-norm vectors are reset before each
+        micro-batch, so every one sees the power iterations the whole batch sees: the result is the whole
+        batch's step, up to float rounding.
+        """
+        parts = self.micro_batches(self.batch["source_image"].shape[0])
+        self.optimize_discriminator(parts)
+        self.optimize_generator(parts)
+        self.end_iteration()
+
+    def optimize_discriminator(self, parts: list[slice]) -> None:
         """L_D = 0.5 [GAN(D(X_t), real) + GAN(D(fake_t.detach()), fake)]: two D calls, two power iterations."""
         self.set_requires_grad(self.netD, True)
-        real = self.gan_loss(self.netD(self.target_image), True, True)
-        fake = self.gan_loss(self.netD(self.fake_image_t.detach()), False, True)
-        loss = (real + fake) * 0.5
         self.optimizer_D.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_D.step()
-        self.loss_dis_img_gen_t = loss.detach()
+        vectors = self.buffers_of(self.netD)  # spectral norm: every part starts from the same u, v
+        total = 0.0
+        for index, part in enumerate(parts):
+            self.use_part(part)
+            if index:
+                self.restore_buffers(self.netD, vectors)
+            with self.autocast(), (torch.no_grad() if len(parts) > 1 else contextlib.nullcontext()):
+                self.forward()
+            with self.autocast():
+                real = self.gan_loss(self.netD(self.target_image), True, True)
+                fake = self.gan_loss(self.netD(self.fake_image_t.detach()), False, True)
+                loss = (real + fake) * 0.5
+            self.backward(loss)
+            total += loss.detach() / len(parts)
+        self.step(self.optimizer_D)
+        self.loss_dis_img_gen_t = total
 
     def official_branch_losses(self, fake: torch.Tensor, real: torch.Tensor, net_d: nn.Module | None
                                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
@@ -352,22 +368,36 @@ class DPTNModel(BaseModel):
                         content * opt.lambda_content))
         return out[0], out[1]
 
-    def optimize_generator(self) -> None:
-        """L_G = r * L_t + (1 - r) * L_s + lambda_g * GAN(D(fake_t), real), D frozen (run as the bare module)."""
+    def optimize_generator(self, parts: list[slice]) -> None:
+        """L_G = r * L_t + (1 - r) * L_s + lambda_g * GAN(D(fake_t), real), D frozen (run as the bare module:
+        no gradient, no DDP synchronisation). With one part, the fakes of the D step are reused."""
         net_d = unwrap(self.netD)
         self.set_requires_grad(net_d, False)
-        if self.fast:
-            (app_t, adversarial, style_t, content_t), (app_s, _, style_s, content_s) = self.batched_losses(net_d)
-        else:
-            app_t, adversarial, style_t, content_t = self.official_branch_losses(
-                self.fake_image_t, self.target_image, net_d)
-            app_s, _, style_s, content_s = self.official_branch_losses(self.fake_image_s, self.source_image, None)
-        r = self.t_s_ratio
-        loss = r * (app_t + style_t + content_t) + (1 - r) * (app_s + style_s + content_s) + adversarial
         self.optimizer_G.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_G.step()
-        self.loss_app_gen_t, self.loss_app_gen_s = app_t.detach(), app_s.detach()
-        self.loss_content_gen_t, self.loss_content_gen_s = content_t.detach(), content_s.detach()
-        self.loss_style_gen_t, self.loss_style_gen_s = style_t.detach(), style_s.detach()
-        self.loss_ad_gen_t = adversarial.detach()
+        vectors = self.buffers_of(net_d)
+        logged: dict[str, torch.Tensor] = {}
+        for index, part in enumerate(parts):
+            if len(parts) > 1:
+                self.use_part(part)
+                self.restore_buffers(net_d, vectors)
+                with self.autocast():
+                    self.forward()
+            with self.autocast():
+                if self.fast:
+                    (app_t, adversarial, style_t, content_t), (app_s, _, style_s, content_s) = \
+                        self.batched_losses(net_d)
+                else:
+                    app_t, adversarial, style_t, content_t = self.official_branch_losses(
+                        self.fake_image_t, self.target_image, net_d)
+                    app_s, _, style_s, content_s = self.official_branch_losses(
+                        self.fake_image_s, self.source_image, None)
+                r = self.t_s_ratio
+                loss = r * (app_t + style_t + content_t) + (1 - r) * (app_s + style_s + content_s) + adversarial
+            self.backward(loss)
+            terms = {"app_gen_s": app_s, "content_gen_s": content_s, "style_gen_s": style_s, "app_gen_t": app_t,
+                     "ad_gen_t": adversarial, "content_gen_t": content_t, "style_gen_t": style_t}
+            for name, value in terms.items():
+                logged[name] = logged.get(name, 0.0) + value.detach() / len(parts)
+        self.step(self.optimizer_G)
+        for name, value in logged.items():
+            setattr(self, "loss_" + name, value)

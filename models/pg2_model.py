@@ -29,6 +29,8 @@ from util.checkpoint import load_weights
 from util.distributed import print0
 from util.io import InputError
 
+INPUTS = ("source_image", "target_image", "target_pose", "target_mask")  # I_A, I_B, P_B, M_B
+
 PAPER_NGF = 128
 
 
@@ -150,8 +152,8 @@ class PG2Model(BaseModel):
             self.model_names = ["G1"]
             self.loss_names = ["G1_mask_l1"]  # L_G1 = L_mask(Ĝ1)
             self.visual_names = ["source_image", "target_image", "fake_g1"]
+            self.netG1 = self.prepare(self.netG1, trained=self.is_train)
             if self.is_train:
-                self.netG1 = self.distribute(self.netG1)
                 self.optimizer_G1 = self.adam(self.netG1)
                 self.optimizers = [self.optimizer_G1]
             return
@@ -167,20 +169,15 @@ class PG2Model(BaseModel):
         if self.is_train:
             self.load_stage1_generator()
             self.netD = PG2Discriminator(geo.height, geo.width, geo.d_convs, conv_bias=opt.d_conv_bias)
-            self.netG2 = self.distribute(self.netG2)
-            self.netD = self.distribute(self.netD.to(self.device))
+            self.netD = self.prepare(self.netD, trained=True)
+        self.netG1 = self.prepare(self.netG1, trained=False)
+        self.netG2 = self.prepare(self.netG2, trained=self.is_train)
+        if self.is_train:
             self.optimizer_G2 = self.adam(self.netG2)
             self.optimizer_D = self.adam(self.netD)
             self.optimizers = [self.optimizer_G2, self.optimizer_D]
 
     # --- construction helpers --------------------------------------------------------------------------
-
-    def distribute(self, net: nn.Module) -> nn.Module:
-        """Wrap a trained network in DistributedDataParallel under torchrun; otherwise return it as is."""
-        if not self.ctx.distributed:
-            return net
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
 
     def adam(self, net: nn.Module) -> torch.optim.Adam:
         """Adam(lr, betas (beta1, 0.999), eps 1e-8) over the network's parameters (specs/pg2.md Sec. 5)."""
@@ -204,12 +201,9 @@ class PG2Model(BaseModel):
 
     def set_input(self, batch: dict) -> None:
         """Move I_A, I_B, P_B (and M_B) to the device and record the (source, target) names."""
-        device = self.device
-        self.source_image = batch["source_image"].to(device, non_blocking=True)  # I_A (B, 3, H, W)
-        self.target_image = batch["target_image"].to(device, non_blocking=True)  # I_B (B, 3, H, W)
-        self.target_pose = batch["target_pose"].to(device, non_blocking=True)  # P_B (B, 18, H, W)
-        mask = batch.get("target_mask")
-        self.target_mask = mask.to(device, non_blocking=True) if mask is not None else None  # M_B (B, 1, H, W)
+        # I_A, I_B (B, 3, H, W), P_B (B, 18, H, W), M_B (B, 1, H, W)
+        self.batch = {key: self.to_device(batch[key]) for key in INPUTS if batch.get(key) is not None}
+        self.use_part(slice(None))
         if self.is_train and self.target_mask is None:
             raise InputError("PG2 training needs batch['target_mask'] (the dataset's --mask_recipe pg2 or hpt)")
         frame = tuple(self.source_image.shape[-2:])
@@ -235,54 +229,82 @@ class PG2Model(BaseModel):
         """L_mask(output) against I_B with the target's mask M_B (specs/pg2.md Sec. 4)."""
         return pose_mask_l1(output, self.target_image, self.target_mask, self.opt.mask_ratio)
 
+    def use_part(self, part: slice) -> None:
+        """Point the input attributes at a micro-batch (slice(None): the whole batch)."""
+        for key in INPUTS:
+            setattr(self, key, self.batch[key][part] if key in self.batch else None)
+
     def optimize_parameters(self) -> None:
-        """Stage 1: one G1 step on L_G1. Stage 2: one G2 step on L_G2, then one D step on L_D."""
-        self.forward()
+        """Stage 1: one G1 step on L_G1. Stage 2: one G2 step on L_G2, then one D step on L_D (on the fakes
+        made before the G2 step). --accum_steps k accumulates k micro-batches into each step."""
+        parts = self.micro_batches(self.batch["source_image"].shape[0])
         if self.stage == 1:
-            loss = self.mask_l1(self.fake_g1)
             self.optimizer_G1.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer_G1.step()
-            self.loss_G1_mask_l1 = loss.detach()
-            return
-        self.optimize_generator()
-        self.optimize_discriminator()
+            total = 0.0
+            for part in parts:
+                self.use_part(part)
+                with self.autocast():
+                    self.forward()
+                    loss = self.mask_l1(self.fake_g1)
+                self.backward(loss)
+                total += loss.detach() / len(parts)
+            self.step(self.optimizer_G1)
+            self.loss_G1_mask_l1 = total
+        else:
+            fakes = self.optimize_generator(parts)
+            self.optimize_discriminator(parts, fakes)
+        self.end_iteration()
 
     # --- stage 2 -----------------------------------------------------------------------------------------
 
-    def optimize_generator(self) -> None:
-        """G2 step: L_G2 = lambda_gan * BCE(D(Ĝ2), 1) + lambda_mask_l1 * L_mask(Ĝ2), with D frozen.
+    def optimize_generator(self, parts: list[slice]) -> list[torch.Tensor]:
+        """G2 step: L_G2 = lambda_gan * BCE(D(Ĝ2), 1) + lambda_mask_l1 * L_mask(Ĝ2), with D frozen; returns
+        the detached Ĝ2 of each part, which the D step then judges.
 
         D runs as the bare module here: it receives no gradient (pitfall 11) and needs no DDP sync.
         """
         net_d = unwrap(self.netD).train()  # D always uses batch statistics
         self.set_requires_grad(net_d, False)
-        if self.opt.d_batching == "concat":
-            batch = self.fake_g2.shape[0]
-            logits = net_d(torch.cat([self.target_image, self.fake_g2, self.source_image]))  # (3B, 1)
-            fake_logits = logits[batch:2 * batch]
-        else:
-            fake_logits = net_d(self.fake_g2)
-        gan = bce_gan_loss(fake_logits, True)
-        l1 = self.mask_l1(self.fake_g2)
-        loss = self.opt.lambda_gan * gan + self.opt.lambda_mask_l1 * l1
         self.optimizer_G2.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_G2.step()
-        self.loss_G2_gan, self.loss_G2_mask_l1 = gan.detach(), l1.detach()
+        fakes, gan_total, l1_total = [], 0.0, 0.0
+        for part in parts:
+            self.use_part(part)
+            with self.autocast():
+                self.forward()
+                if self.opt.d_batching == "concat":
+                    batch = self.fake_g2.shape[0]
+                    logits = net_d(torch.cat([self.target_image, self.fake_g2, self.source_image]))  # (3B, 1)
+                    fake_logits = logits[batch:2 * batch]
+                else:
+                    fake_logits = net_d(self.fake_g2)
+                gan = bce_gan_loss(fake_logits, True)
+                l1 = self.mask_l1(self.fake_g2)
+                loss = self.opt.lambda_gan * gan + self.opt.lambda_mask_l1 * l1
+            self.backward(loss)
+            fakes.append(self.fake_g2.detach())
+            gan_total += gan.detach() / len(parts)
+            l1_total += l1.detach() / len(parts)
+        self.step(self.optimizer_G2)
+        self.loss_G2_gan, self.loss_G2_mask_l1 = gan_total, l1_total
+        return fakes
 
-    def optimize_discriminator(self) -> None:
-        """D step: L_D = 0.5 BCE(D(I_B), 1) + 0.25 BCE(D(Ĝ2), 0) + 0.25 BCE(D(I_A), 0), Ĝ2 detached."""
+    def optimize_discriminator(self, parts: list[slice], fakes: list[torch.Tensor]) -> None:
+        """D step: L_D = 0.5 BCE(D(I_B), 1) + 0.25 BCE(D(Ĝ2), 0) + 0.25 BCE(D(I_A), 0) on the given Ĝ2."""
         self.set_requires_grad(self.netD, True)
         unwrap(self.netD).train()
-        fake = self.fake_g2.detach()
-        if self.opt.d_batching == "concat":
-            logits = self.netD(torch.cat([self.target_image, fake, self.source_image]))  # (3B, 1)
-            real_logits, fake_logits, condition_logits = logits.split(fake.shape[0])
-        else:
-            real_logits, fake_logits, condition_logits = self.netD(self.target_image, fake, self.source_image)
-        loss, terms = pg2_discriminator_loss(real_logits, fake_logits, condition_logits)
         self.optimizer_D.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_D.step()
-        self.loss_D_real, self.loss_D_fake, self.loss_D_condition = (t.detach() for t in terms)
+        totals = [0.0, 0.0, 0.0]
+        for part, fake in zip(parts, fakes, strict=True):
+            self.use_part(part)
+            with self.autocast():
+                if self.opt.d_batching == "concat":
+                    logits = self.netD(torch.cat([self.target_image, fake, self.source_image]))  # (3B, 1)
+                    real_logits, fake_logits, condition_logits = logits.split(fake.shape[0])
+                else:
+                    real_logits, fake_logits, condition_logits = self.netD(self.target_image, fake,
+                                                                           self.source_image)
+                loss, terms = pg2_discriminator_loss(real_logits, fake_logits, condition_logits)
+            self.backward(loss)
+            totals = [total + term.detach() / len(parts) for total, term in zip(totals, terms)]
+        self.step(self.optimizer_D)
+        self.loss_D_real, self.loss_D_fake, self.loss_D_condition = totals

@@ -92,6 +92,17 @@ class BaseOptions:
         g.add_argument("--init_gain", type=float, default=0.02,
                        help="scale for normal, xavier and orthogonal initialisation")
 
+        g = parser.add_argument_group("speed (README: Multi-GPU and mixed precision)")
+        g.add_argument("--amp", type=str, default="none", choices=["none", "bf16", "fp16"],
+                       help="mixed precision via torch.autocast (fp16 adds a GradScaler, saved in the training "
+                            "state); Gram matrices and GAN losses stay float32")
+        g.add_argument("--channels_last", action="store_true",
+                       help="networks and image batches in channels_last memory format (faster convolutions on "
+                            "recent GPUs)")
+        g.add_argument("--compile", action="store_true",
+                       help="torch.compile the networks (falls back to eager execution, with a note, where "
+                            "compiling is unavailable)")
+
         g = parser.add_argument_group("display")
         g.add_argument("--display_id", type=int, default=0,
                        help="visdom window id; 0 disables visdom (the HTML page is always written)")

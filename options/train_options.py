@@ -13,7 +13,7 @@ from util.io import InputError
 RUN_CONTROL = frozenset({
     "continue_train", "which_epoch", "epoch_count", "gpu_ids", "num_threads", "verbose", "checkpoints_dir",
     "display_id", "display_server", "display_port", "display_env", "display_winsize", "display_freq",
-    "print_freq", "save_latest_freq", "save_epoch_freq", "save_by_iter", "nan_policy",
+    "print_freq", "save_latest_freq", "save_epoch_freq", "save_by_iter", "nan_policy", "compile", "channels_last",
 })
 
 
@@ -57,6 +57,12 @@ class TrainOptions(BaseOptions):
         g.add_argument("--nan_policy", type=str, default="stop", choices=["stop", "skip"],
                        help="when a loss or gradient is NaN/inf: stop (before the update; the last checkpoint "
                             "is kept) or skip that update and count it")
+        g.add_argument("--accum_steps", type=int, default=1,
+                       help="split each batch of --batchSize into this many micro-batches and accumulate their "
+                            "gradients: the same step as the whole batch with the memory of one micro-batch")
+        g.add_argument("--sync_bn", action="store_true",
+                       help="under torchrun: SyncBatchNorm in networks that have BatchNorm (statistics over the "
+                            "global batch)")
         g.add_argument("--save_by_iter", action="store_true",
                        help="also keep a checkpoint named by the sample count at each --save_latest_freq")
         return parser
@@ -66,6 +72,9 @@ class TrainOptions(BaseOptions):
         for flag in ("display_freq", "print_freq", "save_latest_freq", "save_epoch_freq"):
             if getattr(opt, flag) < 1:
                 raise InputError(f"--{flag} must be >= 1, got {getattr(opt, flag)}")
+        if opt.accum_steps < 1 or opt.batch_size % opt.accum_steps:
+            raise InputError(f"--accum_steps must be >= 1 and divide --batchSize {opt.batch_size}, "
+                             f"got {opt.accum_steps}")
         if opt.niter < 0 or opt.niter_decay < 0 or opt.niter + opt.niter_decay < 1:
             raise InputError("--niter and --niter_decay must be >= 0 and add up to at least one epoch")
 

@@ -3,6 +3,7 @@
     python -m scripts.bench_train --model DPTN --dataset_mode market [--batch_size 4] [--iters 7]
     python -m scripts.bench_train --model DPTN --dataset_mode fashion            # batch 2, 256x256
     python -m scripts.bench_train --model DPTN --dataset_mode market --official_root ../Dual-task-Pose-Transformer-Network
+    python -m scripts.bench_train --model PG2 --dataset_mode market --amp bf16 --channels_last   # speed options
 
 A training iteration is `set_input` + `optimize_parameters` (forward and backward of every network and loss, the
 optimizer steps); an inference iteration is `set_input` + `test` (test.py's path, batch --test_batch_size). Each
@@ -280,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vgg_random_init", action="store_true",
                         help="accepted for symmetry with train.py; the benchmark always uses random VGG weights")
     parser.add_argument("--extra", type=str, default="", help="more model flags for our variants, e.g. '--stage 2'")
+    parser.add_argument("--amp", type=str, default=None, choices=["bf16", "fp16"],
+                        help="also time ours with --amp (mixed precision) against float32")
+    parser.add_argument("--channels_last", action="store_true", help="also time ours with --channels_last")
+    parser.add_argument("--compile", action="store_true", help="also time ours with --compile (torch.compile)")
     parser.add_argument("--_child", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._child is not None:
@@ -296,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def variants(phase: str, size: int) -> list[tuple[str, dict]]:
         out = [("ours", {**base, "phase": phase, "batch": size, "variant": "ours"})]
+        for flags in ([f"--amp {args.amp}"] if args.amp else []) + (["--channels_last"] if args.channels_last
+                                                                       else []) + (["--compile"] if args.compile
+                                                                                   else []):
+            out.append((f"ours {flags}", {**base, "phase": phase, "batch": size, "variant": "ours",
+                                          "extra": base["extra"] + flags.split()}))
         if args.model == "DPTN" and phase == "train" and not args.no_official_ops:
             out.append(("ours --official_ops", {**base, "phase": phase, "batch": size, "variant": "ours",
                                                 "extra": base["extra"] + ["--official_ops"]}))

@@ -33,7 +33,7 @@ from options.base_options import Options
 from options.test_options import TestOptions
 from util.animation import check_animation_path, write_animation
 from util.distributed import build_context
-from util.image import save_image, tensor_to_uint8
+from util.image import save_image
 from util.io import InputError, report_input_errors
 from util.keypoint_rcnn import KEYPOINT_THRESHOLD, PERSON_THRESHOLD, KeypointRCNNEstimator
 from util.pose_drawing import draw_skeleton
@@ -237,7 +237,7 @@ def generate(model, dataset: PairDataset, source: Placed, targets: list[Placed],
                  for t in targets[start:start + batch_size]]
         model.set_input(default_collate(items))
         model.test()
-        results += list(tensor_to_uint8(dataset.to_dataset_frame(model.generated_images().float())))
+        results += list(dataset.output_to_uint8(model.generated_images()))  # as test.py saves them
     return results
 
 

@@ -1,4 +1,5 @@
-"""scripts.transfer and scripts.draw_pose end to end, with a PG2 trained here and a random-weight Keypoint R-CNN."""
+"""scripts.transfer and scripts.draw_pose end to end, with PG2 and DPTN trained here and a random-weight Keypoint
+R-CNN."""
 from __future__ import annotations
 
 import importlib.util
@@ -82,25 +83,44 @@ def tiles(path: Path, count: int = 3) -> list[np.ndarray]:
     return [image[:, i * width:(i + 1) * width] for i in range(count)]
 
 
-def test_dataset_images_give_exactly_what_test_py_gives(run, tiny_market_root, inputs, tmp_path):
-    source, target = read_pairs(tiny_market_root / "market-pairs-test.csv")[0]
+def transfer_of_first_test_pair(run: list[str], root: Path, tmp_path: Path, prefix: str) -> tuple[Path, np.ndarray]:
+    """Run test.py on the first test pair and scripts.transfer on the same pair (dataset image, CSV poses);
+    return the transfer arguments and test.py's image."""
+    source, target = read_pairs(root / f"{prefix}-pairs-test.csv")[0]
     results = tmp_path / "results"
-    argv = run + ["--dataroot", str(tiny_market_root), "--results_dir", str(results), "--how_many", "1",
+    argv = run + ["--dataroot", str(root), "--results_dir", str(results), "--how_many", "1",
                   "--only_generated", "--image_format", "png", "--num_threads", "0"]
     assert test_script.main(argv) == 0
     expected = np.asarray(Image.open(results / f"{Path(source).stem}_2_{Path(target).stem}_vis.png"))
-    csv = inputs["annotations"]
-    common = run + ["--source", str(tiny_market_root / "test" / source), "--source_pose", f"{csv}:{source}",
+    csv = root / f"{prefix}-annotation-test.csv"
+    common = run + ["--source", str(root / "test" / source), "--source_pose", f"{csv}:{source}",
                     "--target", f"{csv}:{target}"]
     assert transfer.main(common + ["--out", str(tmp_path / "result.png")]) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "result.png")), expected)
+    return common, expected
+
+
+def test_dataset_images_give_exactly_what_test_py_gives(run, tiny_market_root, inputs, tmp_path):
+    common, expected = transfer_of_first_test_pair(run, tiny_market_root, tmp_path, "market")
+    source, target = read_pairs(tiny_market_root / "market-pairs-test.csv")[0]
     # the panel: the source image as read, the target row drawn as is, the same result
     assert transfer.main(common + ["--out", str(tmp_path / "panel.png"), "--panel"]) == 0
     source_tile, pose_tile, result_tile = tiles(tmp_path / "panel.png")
     source_image = Image.open(tiny_market_root / "test" / source).convert("RGB")
     np.testing.assert_array_equal(source_tile, np.asarray(source_image))
-    np.testing.assert_array_equal(pose_tile, draw_skeleton(read_annotations(csv)[target], 128, 64))
+    np.testing.assert_array_equal(pose_tile, draw_skeleton(read_annotations(inputs["annotations"])[target], 128, 64))
     np.testing.assert_array_equal(result_tile, expected)
+
+
+def test_dptn_on_deepfashion_gives_exactly_what_test_py_gives(tiny_fashion_root, tmp_path):
+    """DPTN's official DeepFashion path: stretched to 256x256, then uint8 and OpenCV resize back to 256x176."""
+    ckpt = tmp_path / "ckpt"
+    model = ["--name", "dptn", "--model", "DPTN", "--dataset_mode", "fashion", "--checkpoints_dir", str(ckpt),
+             "--gpu_ids", "-1"]
+    assert train_script.main(model + ["--dataroot", str(tiny_fashion_root), "--vgg_random_init", "--num_threads",
+                                      "0", "--batchSize", "1", "--max_steps", "1"]) == 0
+    _, expected = transfer_of_first_test_pair(model, tiny_fashion_root, tmp_path, "fasion-resize")
+    assert expected.shape == (256, 176, 3)
 
 
 def test_photo_source_and_photo_target_through_keypoint_rcnn(run, inputs, tmp_path, capsys):

@@ -57,3 +57,13 @@ def barrier() -> None:
     """Wait for every rank; a no-op without a process group."""
     if dist.is_initialized():
         dist.barrier()
+
+
+def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
+    """The mean of each value over all ranks (collective: every rank must call it); as is without torchrun."""
+    if not dist.is_initialized() or not values:
+        return values
+    backend_device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    stacked = torch.tensor(list(values.values()), dtype=torch.float64, device=backend_device)
+    dist.all_reduce(stacked)
+    return dict(zip(values, (stacked / dist.get_world_size()).tolist()))
