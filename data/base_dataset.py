@@ -362,6 +362,7 @@ class PairDataset(BaseDataset):
         'stretch256' converts to uint8 first and then resizes with OpenCV, as the official DPTN test does (so the
         released results are reproduced exactly); 'native' and 'pad256' map back in float, then convert.
         """
+        images = images.float()  # outputs of --amp runs arrive in bf16/fp16
         if self.frame == "stretch256":
             return uint8_to_dataset_frame(tensor_to_uint8(images), self.image_size, self.frame)
-        return tensor_to_uint8(self.to_dataset_frame(images.float()))
+        return tensor_to_uint8(self.to_dataset_frame(images))

@@ -98,16 +98,21 @@ def pad_maps(maps: torch.Tensor, dataset_size: tuple[int, int], frame: str, fill
     return out
 
 
+def _check_network_frame(size: tuple[int, int], dataset_size: tuple[int, int], frame: str) -> None:
+    """Images handed back to the dataset frame must have the network frame's size."""
+    _check_frame(frame)
+    expected = network_size(dataset_size, frame)
+    if size != tuple(expected):
+        raise ValueError(f"images are {size}, expected the {frame} frame {expected}")
+
+
 def images_to_dataset_frame(images: torch.Tensor, dataset_size: tuple[int, int], frame: str) -> torch.Tensor:
     """(B, 3, Hn, Wn) network outputs in [-1, 1] -> (B, 3, H, W) in the dataset frame, for saving and metrics.
 
     'pad256' crops the padding; 'stretch256' resizes back with bilinear interpolation (align_corners=False,
     no antialiasing, like DPTN's cv2 INTER_LINEAR); 'native' returns the input.
     """
-    _check_frame(frame)
-    expected = network_size(dataset_size, frame)
-    if tuple(images.shape[-2:]) != tuple(expected):
-        raise ValueError(f"images are {tuple(images.shape[-2:])}, expected the {frame} frame {expected}")
+    _check_network_frame(tuple(images.shape[-2:]), dataset_size, frame)
     height, width = dataset_size
     if frame == "native":
         return images
@@ -123,10 +128,7 @@ def uint8_to_dataset_frame(images: np.ndarray, dataset_size: tuple[int, int], fr
     'stretch256' resizes with cv2.resize INTER_LINEAR on the uint8 image, exactly as the official DPTN test
     (tensor2im, then cv2.resize to old_size); 'pad256' crops; 'native' returns the input.
     """
-    _check_frame(frame)
-    expected = network_size(dataset_size, frame)
-    if tuple(images.shape[1:3]) != tuple(expected):
-        raise ValueError(f"images are {tuple(images.shape[1:3])}, expected the {frame} frame {expected}")
+    _check_network_frame(tuple(images.shape[1:3]), dataset_size, frame)
     height, width = dataset_size
     if frame == "native":
         return images

@@ -77,6 +77,17 @@ class BaseModel:
         tensor = tensor.to(self.device, non_blocking=True)
         return tensor.contiguous(memory_format=self.memory_format) if tensor.dim() == 4 else tensor
 
+    def keep_batch(self, batch: dict, keys: tuple[str, ...]) -> None:
+        """Move the tensors `keys` of a loader batch to the device and point the attributes of the same names
+        at them (keys the batch lacks are skipped); `use_part` later points them at a micro-batch."""
+        self.batch = {key: self.to_device(batch[key]) for key in keys if batch.get(key) is not None}
+        self.use_part(slice(None))
+
+    def use_part(self, part: slice) -> None:
+        """Point the input attributes at a micro-batch of the kept batch (slice(None): all of it)."""
+        for key, tensor in self.batch.items():
+            setattr(self, key, tensor[part])
+
     def autocast(self) -> contextlib.AbstractContextManager:
         """torch.autocast with the --amp dtype (bf16 or fp16); a no-op context without --amp."""
         if self.amp_dtype is None:
@@ -130,8 +141,8 @@ class BaseModel:
         raise NotImplementedError
 
     def test(self) -> None:
-        """Forward without gradients (used by test.py and for visuals)."""
-        with torch.no_grad():
+        """Forward without gradients (used by test.py and for visuals), under --amp's autocast."""
+        with torch.no_grad(), self.autocast():
             self.forward()
 
     def generated_images(self) -> torch.Tensor:

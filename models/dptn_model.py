@@ -257,8 +257,7 @@ class DPTNModel(BaseModel):
 
     def set_input(self, batch: dict) -> None:
         """X_s, X_t (B, 3, H, W) in [-1, 1] and P_s, P_t (B, 18, H, W) heatmaps onto the device; pair names."""
-        self.batch = {key: self.to_device(batch[key]) for key in INPUTS}
-        self.use_part(slice(None))
+        self.keep_batch(batch, INPUTS)
         height, width = self.source_image.shape[-2:]
         factor = 2 ** max(self.opt.layers_g, self.opt.dis_layers if self.is_train else 0)
         if height % factor or width % factor:
@@ -271,9 +270,10 @@ class DPTNModel(BaseModel):
 
     def test(self) -> None:
         """fake_t = G(X_s, P_s, P_t, is_train=False), no grad; no source-to-source output (as the official test)."""
-        with torch.no_grad():
-            self.fake_image_t, self.fake_image_s = unwrap(self.netG)(
-                self.source_image, self.source_pose, self.target_pose, False)
+        with torch.no_grad(), self.autocast():
+            fake_t, self.fake_image_s = unwrap(self.netG)(self.source_image, self.source_pose, self.target_pose,
+                                                          False)
+        self.fake_image_t = fake_t.float()
 
     def generated_images(self) -> torch.Tensor:
         return self.fake_image_t
@@ -282,11 +282,6 @@ class DPTNModel(BaseModel):
         if self.opt.gan_mode == "hinge":
             return hinge_loss(prediction, target_is_real, for_discriminator)
         return lsgan_loss(prediction, target_is_real)
-
-    def use_part(self, part: slice) -> None:
-        """Point the input attributes at a micro-batch (slice(None): the whole batch)."""
-        for key in INPUTS:
-            setattr(self, key, self.batch[key][part])
 
     def optimize_parameters(self) -> None:
         """Forward, one D step, then one G step with the updated D (the official order).

@@ -202,8 +202,8 @@ class PG2Model(BaseModel):
     def set_input(self, batch: dict) -> None:
         """Move I_A, I_B, P_B (and M_B) to the device and record the (source, target) names."""
         # I_A, I_B (B, 3, H, W), P_B (B, 18, H, W), M_B (B, 1, H, W)
-        self.batch = {key: self.to_device(batch[key]) for key in INPUTS if batch.get(key) is not None}
-        self.use_part(slice(None))
+        self.target_mask = None
+        self.keep_batch(batch, INPUTS)
         if self.is_train and self.target_mask is None:
             raise InputError("PG2 training needs batch['target_mask'] (the dataset's --mask_recipe pg2 or hpt)")
         frame = tuple(self.source_image.shape[-2:])
@@ -228,11 +228,6 @@ class PG2Model(BaseModel):
     def mask_l1(self, output: torch.Tensor) -> torch.Tensor:
         """L_mask(output) against I_B with the target's mask M_B (specs/pg2.md Sec. 4)."""
         return pose_mask_l1(output, self.target_image, self.target_mask, self.opt.mask_ratio)
-
-    def use_part(self, part: slice) -> None:
-        """Point the input attributes at a micro-batch (slice(None): the whole batch)."""
-        for key in INPUTS:
-            setattr(self, key, self.batch[key][part] if key in self.batch else None)
 
     def optimize_parameters(self) -> None:
         """Stage 1: one G1 step on L_G1. Stage 2: one G2 step on L_G2, then one D step on L_D (on the fakes

@@ -12,6 +12,7 @@ import torch
 import torch._dynamo
 from models import create_model
 from models.base_model import unwrap
+from scripts.bench_train import random_batch
 from options.train_options import TrainOptions
 from util.checkpoint import load_training_state
 from util.distributed import RunContext
@@ -33,16 +34,6 @@ def build(tmp_path: Path, model: list[str], *extra: str, seed: int = 0):
     return net
 
 
-def batch(size: int, seed: int = 3) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {"source_image": torch.rand(size, 3, 128, 64, generator=g) * 2 - 1,
-            "target_image": torch.rand(size, 3, 128, 64, generator=g) * 2 - 1,
-            "source_pose": torch.rand(size, 18, 128, 64, generator=g),
-            "target_pose": torch.rand(size, 18, 128, 64, generator=g),
-            "target_mask": (torch.rand(size, 1, 128, 64, generator=g) > 0.6).float(),
-            "source_name": [f"s{i}.jpg" for i in range(size)], "target_name": [f"t{i}.jpg" for i in range(size)]}
-
-
 def weights(model) -> dict[str, torch.Tensor]:
     return {f"{name}.{k}": v.detach().clone() for name, net in model.networks().items()
             for k, v in unwrap(net).state_dict().items()}
@@ -55,7 +46,7 @@ def max_difference(a: dict, b: dict) -> float:
 
 def steps(model, count: int = 2, size: int = 4) -> None:
     for i in range(count):
-        model.set_input(batch(size, seed=i))
+        model.set_input(random_batch(size, 128, 64, seed=i))
         model.optimize_parameters()
 
 
