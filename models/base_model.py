@@ -65,6 +65,9 @@ class BaseModel:
         net = net.to(self.device, memory_format=self.memory_format)
         if trained and self.ctx.distributed:
             if getattr(self.opt, "sync_bn", False):
+                if self.device.type == "cpu":
+                    raise InputError("--sync_bn needs GPUs: PyTorch's SyncBatchNorm has no CPU implementation "
+                                     "(drop --sync_bn for gloo runs on CPU)")
                 net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)

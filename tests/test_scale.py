@@ -138,6 +138,15 @@ def test_gram_and_lsgan_stay_float32_under_autocast():
     torch.testing.assert_close(gram, gram_matrix(features.bfloat16().float()))
 
 
+def test_sync_bn_on_cpu_is_refused_before_training(tmp_path):
+    from util.io import InputError
+
+    opt = TrainOptions().parse(["--name", "m", "--dataset_mode", "market", "--gpu_ids", "-1", "--checkpoints_dir",
+                                str(tmp_path), *PG2_STAGE1, "--sync_bn"], echo=False)
+    with pytest.raises(InputError, match="--sync_bn needs GPUs"):
+        create_model(opt, RunContext(device=torch.device("cpu"), rank=0, world_size=2))
+
+
 # --- torch.compile --------------------------------------------------------------------------------------
 
 def test_compile_unavailable_falls_back_with_one_note(tmp_path, monkeypatch, capsys):
