@@ -59,9 +59,10 @@ class BaseModel:
 
     # --- speed: device placement, wrappers, mixed precision, accumulation --------------------------------
 
-    def prepare(self, net: nn.Module, trained: bool) -> nn.Module:
+    def prepare(self, net: nn.Module, trained: bool, compilable: bool = True) -> nn.Module:
         """Move `net` to the device and memory format; for a trained network under torchrun, SyncBatchNorm
-        (--sync_bn) and DistributedDataParallel; then torch.compile (--compile). `unwrap` undoes the wrappers."""
+        (--sync_bn) and DistributedDataParallel; then torch.compile (--compile) unless not `compilable`.
+        `unwrap` undoes the wrappers."""
         net = net.to(self.device, memory_format=self.memory_format)
         if trained and self.ctx.distributed:
             if getattr(self.opt, "sync_bn", False):
@@ -71,7 +72,7 @@ class BaseModel:
                 net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
-        if getattr(self.opt, "compile", False):
+        if getattr(self.opt, "compile", False) and compilable:
             net = compile_network(net)
         return net
 

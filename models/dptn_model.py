@@ -33,6 +33,7 @@ from models.networks.init import init_weights
 from models.networks.losses import (DPTN_CONTENT_LAYERS, DPTN_STYLE_LAYERS, content_loss, gram_matrix, hinge_loss,
                                     lsgan_loss, style_loss)
 from models.networks.vgg19 import VGG19Features
+from util.distributed import print0
 from util.io import InputError
 
 # official flags that the official code accepts but ignores (specs/dptn.md Sec. 1.2): name -> why they are refused
@@ -247,7 +248,10 @@ class DPTNModel(BaseModel):
         self.vgg_format = torch.channels_last if self.fast or opt.channels_last else torch.contiguous_format
         self.vgg.to(memory_format=self.vgg_format)
         self.netG = self.prepare(generator, trained=True)
-        self.netD = self.prepare(discriminator, trained=True)
+        # spectral norm updates u, v in place during the forward, which torch.compile's autograd rejects
+        self.netD = self.prepare(discriminator, trained=True, compilable=False)
+        if opt.compile:
+            print0("note: --compile compiles G; D (spectral norm) runs eagerly")
         betas = (opt.beta1, 0.999)
         self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=betas)
         self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=opt.lr * opt.ratio_g2d, betas=betas)
