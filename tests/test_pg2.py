@@ -23,6 +23,7 @@ from models.networks.pg2_generator_stage2 import PG2GeneratorStage2
 from models.pg2_model import GEOMETRIES, PG2Model, pg2_geometry
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
+from scripts.bench_train import random_batch
 from util.distributed import RunContext
 from util.io import InputError
 
@@ -310,17 +311,10 @@ def test_options_hook_with_market_plugin(tmp_path):
 # --- the model -------------------------------------------------------------------------------------------
 
 def make_batch(batch: int = 2, height: int = 128, width: int = 64, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    keypoints = torch.randint(0, height // 2, (batch, 18, 2), generator=g)
-    return {
-        "source_image": torch.rand(batch, 3, height, width, generator=g) * 2 - 1,
-        "target_image": torch.rand(batch, 3, height, width, generator=g) * 2 - 1,
-        "source_pose": torch.rand(batch, 18, height, width, generator=g),
-        "target_pose": torch.rand(batch, 18, height, width, generator=g),
-        "target_mask": (torch.rand(batch, 1, height, width, generator=g) > 0.7).float(),
-        "source_keypoints": keypoints, "target_keypoints": keypoints.flip(0),
-        "source_name": [f"s{i}.jpg" for i in range(batch)], "target_name": [f"t{i}.jpg" for i in range(batch)],
-    }
+    """The benchmark's random batch plus keypoints."""
+    keypoints = torch.randint(0, height // 2, (batch, 18, 2), generator=torch.Generator().manual_seed(seed))
+    return {**random_batch(batch, height, width, seed), "source_keypoints": keypoints,
+            "target_keypoints": keypoints.flip(0)}
 
 
 def snapshot(net: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -18,30 +18,20 @@ def maybe_spectral(conv: nn.Module, use_spect: bool) -> nn.Module:
     return spectral_norm(conv) if use_spect else conv
 
 
-class ResBlockEncoderOptimized(nn.Module):
-    """First level: model = [conv 3x3, act, conv 4x4/2], shortcut = [avgpool 2, conv 1x1]."""
-
-    def __init__(self, in_channels: int, out_channels: int, hidden: int, act: nn.Module, use_spect: bool) -> None:
-        super().__init__()
-        conv1 = maybe_spectral(nn.Conv2d(in_channels, hidden, 3, stride=1, padding=1), use_spect)
-        conv2 = maybe_spectral(nn.Conv2d(hidden, out_channels, 4, stride=2, padding=1), use_spect)
-        bypass = maybe_spectral(nn.Conv2d(in_channels, out_channels, 1), use_spect)
-        self.model = nn.Sequential(conv1, act, conv2)
-        self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2), bypass)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x) + self.shortcut(x)
-
-
 class ResBlockEncoder(nn.Module):
-    """Level: model = [act, conv 3x3, act, conv 4x4/2], shortcut = [avgpool 2, conv 1x1]."""
+    """Level: model = [act, conv 3x3, act, conv 4x4/2], shortcut = [avgpool 2, conv 1x1].
 
-    def __init__(self, in_channels: int, out_channels: int, hidden: int, act: nn.Module, use_spect: bool) -> None:
+    `first` builds the official ResBlockEncoderOptimized of the first level, whose model starts with the conv:
+    [conv 3x3, act, conv 4x4/2] (so its Sequential indices, and state_dict keys, differ).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: int, act: nn.Module, use_spect: bool,
+                 first: bool = False) -> None:
         super().__init__()
         conv1 = maybe_spectral(nn.Conv2d(in_channels, hidden, 3, stride=1, padding=1), use_spect)
         conv2 = maybe_spectral(nn.Conv2d(hidden, out_channels, 4, stride=2, padding=1), use_spect)
         bypass = maybe_spectral(nn.Conv2d(in_channels, out_channels, 1), use_spect)
-        self.model = nn.Sequential(act, conv1, act, conv2)
+        self.model = nn.Sequential(conv1, act, conv2) if first else nn.Sequential(act, conv1, act, conv2)
         self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2), bypass)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +53,7 @@ class DPTNDiscriminator(nn.Module):
         self.layers = layers
         self.nonlinearity = nn.LeakyReLU(0.1)
         act = self.nonlinearity
-        self.block0 = ResBlockEncoderOptimized(input_nc, ndf, ndf, act, use_spect)
+        self.block0 = ResBlockEncoder(input_nc, ndf, ndf, act, use_spect, first=True)
         width = ndf
         for i in range(layers - 1):
             out = ndf * min(2 ** (i + 1), img_f // ndf)
