@@ -212,3 +212,26 @@ def test_torchrun_gloo_gives_the_one_process_weights(tiny_market_root, tmp_path)
             processes=processes)
     single, ddp = run_weights(tmp_path / "single", ("G1",)), run_weights(tmp_path / "ddp", ("G1",))
     assert max_difference(single, ddp) < 2e-6  # 3 Adam steps of lr 2e-5 move weights by about 6e-5
+
+
+def test_speed_flags_through_train_py_and_test_py(tiny_market_root, tmp_path):
+    import importlib.util
+
+    import train as train_script
+
+    spec = importlib.util.spec_from_file_location("pose_transfer_test_script_for_scale", REPO / "test.py")
+    test_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_script)
+    common = ["--name", "fast", *PG2_STAGE1, "--dataset_mode", "market", "--dataroot", str(tiny_market_root),
+              "--checkpoints_dir", str(tmp_path), "--gpu_ids", "-1", "--num_threads", "0", "--amp", "bf16",
+              "--channels_last"]
+    assert train_script.main(common + ["--batchSize", "4", "--accum_steps", "2", "--max_steps", "2"]) == 0
+    state = load_training_state(tmp_path / "fast" / "latest_train_state.pth")
+    assert state["model"]["amp"] == "bf16" and state["progress"]["total_iters"] == 2
+    results = tmp_path / "results"
+    assert test_script.main(common + ["--results_dir", str(results), "--how_many", "3", "--only_generated"]) == 0
+    written = sorted(results.glob("*_vis.jpg"))
+    assert len(written) == 3
+    from PIL import Image
+
+    assert Image.open(written[0]).size == (64, 128)
