@@ -39,8 +39,10 @@ from util.io import InputError
 # official flags that the official code accepts but ignores (specs/dptn.md Sec. 1.2): name -> why they are refused
 IGNORED_OFFICIALLY = {
     # base options
-    "use_dropout": "DPTN's generator has no dropout", "data_type": "DPTN always trains in float32",
-    "fp16": "DPTN never uses AMP", "local_rank": "under torchrun the rank comes from the environment",
+    "use_dropout": "DPTN's generator has no dropout",
+    "data_type": "the official code always trains in float32; use --amp bf16|fp16 for mixed precision",
+    "fp16": "the official code never uses AMP; use --amp fp16",
+    "local_rank": "under torchrun the rank comes from the environment",
     "fineSize": "DPTN does not crop; --loadSize sets the DeepFashion size",
     "label_nc": "a pix2pixHD option", "input_nc": "a pix2pixHD option (DPTN uses --image_nc)",
     "output_nc": "a pix2pixHD option", "resize_or_crop": "DPTN resizes only (Market none, DeepFashion 256x256)",
