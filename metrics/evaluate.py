@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from metrics import ssim as ssim_ops
+from metrics import ssim_cpu
 from metrics.fid import StatisticsCache, extract_features, legacy_subset, statistics
 from metrics.image_folder import FileDataset, PairDataset, batches, list_images, make_loader, pad_white_256
 from metrics.inception import InceptionPool
@@ -82,6 +83,8 @@ def score_pairs(pairs: list[Pair], layout: Layout, keypoints: dict | None, wante
     pixel_wanted = frozenset(wanted & (set(RECONSTRUCTION) | {"mask_ssim"}))
     in_loader = device.type == "cpu" and bool(pixel_wanted)
     then = functools.partial(pixel_metrics, wanted=pixel_wanted, pad=pad) if in_loader else None
+    if in_loader and workers > 0:
+        ssim_cpu.compile_kernels()  # once here, not once per worker
     loader = make_loader(dataset, batch_size, workers, pin_memory=device.type == "cuda", then=then)
     collected: dict[str, list] = {}
     modes: dict[str, int] = {}

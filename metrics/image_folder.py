@@ -53,7 +53,7 @@ def read_rgb(path: Path) -> tuple[np.ndarray, str]:
     """(uint8 (H, W, 3), PIL mode before conversion). Raises OSError/ValueError for unreadable files."""
     with Image.open(path) as image:
         mode = image.mode
-        array = np.array(image.convert("RGB"))
+        array = np.array(image if mode == "RGB" else image.convert("RGB"))
     return array, mode
 
 

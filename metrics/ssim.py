@@ -7,13 +7,17 @@ scikit-image filters the whole image (mode 'reflect') and then crops (win - 1) /
 the SSIM map. The filter radius equals that crop, so the kept pixels never see the padding: filtering only
 the 'valid' interior gives the same numbers without any padding.
 
-Work is done in chunks of a few images so that the float64 temporaries stay in the CPU cache; both SSIM
-variants of the evaluator share one set of window moments E[x], E[y], E[x²+y²], E[xy] (only vx + vy enters
-the formula, so E[x²] and E[y²] are filtered as one sum).
+On a CUDA device the work is done in chunks of a few images, and both SSIM variants of the evaluator share
+one set of window moments E[x], E[y], E[x²+y²], E[xy] (only vx + vy enters the formula, so E[x²] and E[y²]
+are filtered as one sum). CPU tensors go to the streaming kernels of `metrics.ssim_cpu` (same formulas,
+float64, about 4x faster than this code on a CPU).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+from metrics import ssim_cpu
 
 K1, K2 = 0.01, 0.03
 GAUSS_TRUNCATE = 3.5  # scikit-image's choice: sigma 1.5 gives an 11-tap window, as in Wang et al. 2004
@@ -91,10 +95,13 @@ def _ssim_mean(filtered: torch.Tensor, data_range: torch.Tensor, cov_norm: float
     contrast = uss.sub_(squares).mul_(cov_norm).add_(c2)
     structure = uxy.sub_(ux_uy).mul_(2 * cov_norm).add_(c2)
     numerator = ux_uy.mul_(2).add_(c1).mul_(structure)
-    scores = numerator.div_(squares.add_(c1).mul_(contrast)).mean(dim=(-2, -1)).mean(dim=-1)
-    # R = 0 (a constant generated image in ssim-gauss) leaves SSIM undefined: the reference's NaN/inf, or
-    # rounding noise here; NaN either way, so that callers report the image instead of averaging it
-    return scores.masked_fill(data_range == 0, float("nan"))
+    return numerator.div_(squares.add_(c1).mul_(contrast)).mean(dim=(-2, -1)).mean(dim=-1)
+
+
+def _undefined_as_nan(scores: torch.Tensor, data_range: torch.Tensor) -> torch.Tensor:
+    """R = 0 (a constant generated image in ssim-gauss) leaves SSIM undefined: the reference's NaN/inf, or
+    rounding noise here; NaN either way, so that callers report the image instead of averaging it."""
+    return scores.masked_fill(data_range.to(scores.device) == 0, float("nan"))
 
 
 def _chunks(batch: int, per_image: int):
@@ -124,13 +131,23 @@ def _ranges(data_range: float | torch.Tensor | None, gen: torch.Tensor) -> torch
     return torch.full((gen.shape[0],), float(data_range), dtype=torch.float64, device=gen.device)
 
 
-def _ssim(gen, ref, data_range, cov_norm: float, smooth) -> torch.Tensor:
+def streaming_kernels(images: torch.Tensor) -> bool:
+    """Whether `images` go to the CPU kernels of metrics.ssim_cpu (CPU tensors) or to the batched torch code."""
+    return images.device.type == "cpu"
+
+
+def _ssim(gen, ref, data_range, cov_norm: float, smooth, cpu_kernel) -> torch.Tensor:
+    """`smooth` filters stacked moments on a GPU; `cpu_kernel(gen, ref, ranges)` does the whole job on a CPU."""
     ranges = _ranges(data_range, gen)
-    scores = []
-    for start, stop in _chunks(gen.shape[0], gen[0].numel()):
-        x, y = gen[start:stop].double(), ref[start:stop].double()
-        scores.append(_ssim_mean(smooth(_moments(x, y)), ranges[start:stop], cov_norm))
-    return torch.cat(scores)
+    if streaming_kernels(gen):
+        scores = torch.from_numpy(cpu_kernel(gen.numpy(), ref.numpy(), ranges.numpy()))
+    else:
+        scores = []
+        for start, stop in _chunks(gen.shape[0], gen[0].numel()):
+            x, y = gen[start:stop].double(), ref[start:stop].double()
+            scores.append(_ssim_mean(smooth(_moments(x, y)), ranges[start:stop], cov_norm))
+        scores = torch.cat(scores)
+    return _undefined_as_nan(scores, ranges)
 
 
 def ssim_gaussian(gen: torch.Tensor, ref: torch.Tensor, sigma: float = 1.5,
@@ -146,7 +163,8 @@ def ssim_gaussian(gen: torch.Tensor, ref: torch.Tensor, sigma: float = 1.5,
     win = ssim_window(sigma)
     _check_pair(gen, ref, win)
     cov_norm = win * win / (win * win - 1) if sample_covariance else 1.0
-    return _ssim(gen, ref, data_range, cov_norm, lambda m: gaussian_moments(m, sigma))
+    return _ssim(gen, ref, data_range, cov_norm, lambda m: gaussian_moments(m, sigma),
+                 lambda g, r, ranges: ssim_cpu.ssim_gaussian(g, r, gaussian_taps(sigma), ranges, cov_norm, K1, K2))
 
 
 def ssim_uniform(gen: torch.Tensor, ref: torch.Tensor, win_size: int = 51,
@@ -161,7 +179,8 @@ def ssim_uniform(gen: torch.Tensor, ref: torch.Tensor, win_size: int = 51,
     _check_pair(gen, ref, win_size)
     n = win_size * win_size
     cov_norm = n / (n - 1) if sample_covariance else 1.0
-    return _ssim(gen, ref, data_range, cov_norm, lambda m: uniform_moments(m, win_size))
+    return _ssim(gen, ref, data_range, cov_norm, lambda m: uniform_moments(m, win_size),
+                 lambda g, r, ranges: ssim_cpu.ssim_uniform(g, r, win_size, ranges, cov_norm, K1, K2))
 
 
 def psnr(gen: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -185,7 +204,7 @@ RECONSTRUCTION = ("ssim", "ssim_256", "psnr", "l1", "mae")
 
 
 def reconstruction_uint8(gen: torch.Tensor, ref: torch.Tensor, wanted=RECONSTRUCTION) -> dict[str, torch.Tensor]:
-    """The evaluator's per-pair metrics of uint8 (B, 3, H, W) images in one chunked pass, float64.
+    """The evaluator's per-pair metrics of uint8 (B, 3, H, W) images in one pass, float64.
 
     ssim:     ssim-51 on x/255 with data_range 1 (computed as the same SSIM on 0..255 with range 255: SSIM
               is unchanged when images and range scale together);
@@ -195,6 +214,35 @@ def reconstruction_uint8(gen: torch.Tensor, ref: torch.Tensor, wanted=RECONSTRUC
     if {"ssim", "ssim_256"} & set(wanted):
         _check_pair(gen, ref, 51 if "ssim" in wanted else ssim_window(1.5))
     ranges = image_range(gen) if "ssim_256" in wanted else None
+    if streaming_kernels(gen):
+        out = _reconstruction_cpu(gen.numpy(), ref.numpy(), wanted, ranges)
+    else:
+        out = _reconstruction_chunked(gen, ref, wanted, ranges)
+    if "ssim_256" in out:
+        out["ssim_256"] = _undefined_as_nan(out["ssim_256"], ranges)
+    return out
+
+
+def _reconstruction_cpu(gen: np.ndarray, ref: np.ndarray, wanted: list[str], ranges) -> dict[str, torch.Tensor]:
+    out = {}
+    if "ssim" in wanted:
+        out["ssim"] = ssim_cpu.ssim_uniform(gen, ref, 51, np.full(len(gen), 255.0), 2601 / 2600, K1, K2)
+    if "ssim_256" in wanted:
+        out["ssim_256"] = ssim_cpu.ssim_gaussian(gen, ref, gaussian_taps(1.5), ranges.numpy(), 1.0, K1, K2)
+    if {"psnr", "l1", "mae"} & set(wanted):
+        squared, absolute, both = ssim_cpu.error_sums(gen, ref).T
+        pixels = gen[0].size
+        if "psnr" in wanted:
+            with np.errstate(divide="ignore"):
+                out["psnr"] = 10.0 * np.log10(255.0 ** 2 / (squared / pixels))
+        if "l1" in wanted:
+            out["l1"] = absolute / (pixels * 255.0)
+        if "mae" in wanted:
+            out["mae"] = absolute / both
+    return {m: torch.from_numpy(np.asarray(out[m], dtype=np.float64)) for m in wanted}
+
+
+def _reconstruction_chunked(gen: torch.Tensor, ref: torch.Tensor, wanted: list[str], ranges) -> dict:
     out: dict[str, list] = {m: [] for m in wanted}
     for start, stop in _chunks(gen.shape[0], gen[0].numel()):
         x, y = gen[start:stop].double(), ref[start:stop].double()

@@ -36,6 +36,14 @@ def no_downloads(monkeypatch):
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(params=["cpu kernels", "torch"])
+def ssim_path(request, monkeypatch):
+    """Run a test through the numba CPU kernels and through the batched torch code (the accelerator path)."""
+    if request.param == "torch":
+        monkeypatch.setattr(ssim_ops, "streaming_kernels", lambda images: False)
+    return request.param
+
+
 def nchw(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
 
@@ -55,7 +63,7 @@ def synthetic_images(rng: np.random.Generator, count: int, size: tuple[int, int]
 
 
 @pytest.mark.parametrize("size", [(128, 64), (256, 176), (64, 64)])
-def test_ssim_variants_and_psnr_equal_scikit_image(size):
+def test_ssim_variants_and_psnr_equal_scikit_image(size, ssim_path):
     rng = np.random.default_rng(0)
     gen = np.concatenate([rng.integers(0, 256, (2, *size, 3)), synthetic_images(rng, 2, size)]).astype(np.uint8)
     ref = np.clip(gen + rng.normal(0, 30, gen.shape), 0, 255).astype(np.uint8)
@@ -82,7 +90,7 @@ def test_ssim_variants_and_psnr_equal_scikit_image(size):
         assert abs(combined["mae"][i].item() - np.abs(g01[i] - r01[i]).sum() / (g01[i] + r01[i]).sum()) < 1e-12
 
 
-def test_other_ssim_settings_equal_scikit_image():
+def test_other_ssim_settings_equal_scikit_image(ssim_path):
     rng = np.random.default_rng(1)
     gen, ref = rng.random((2, 40, 30, 3)), rng.random((2, 40, 30, 3))
     ours = ssim_ops.ssim_gaussian(nchw(gen), nchw(ref), sigma=1.2, data_range=1.0, sample_covariance=True)
@@ -97,6 +105,7 @@ def test_other_ssim_settings_equal_scikit_image():
 
 
 def test_chunking_does_not_change_values(monkeypatch):
+    monkeypatch.setattr(ssim_ops, "streaming_kernels", lambda images: False)
     rng = np.random.default_rng(2)
     gen, ref = nchw(rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)), nchw(rng.integers(0, 256, (5, 64, 64, 3),
                                                                                            dtype=np.uint8))
@@ -106,7 +115,7 @@ def test_chunking_does_not_change_values(monkeypatch):
     assert all(torch.allclose(whole[m], single[m], rtol=0, atol=1e-14) for m in whole)
 
 
-def test_constant_and_identical_images_are_reported_not_averaged():
+def test_constant_and_identical_images_are_reported_not_averaged(ssim_path):
     gen = np.full((1, 32, 32, 3), 7, dtype=np.uint8)
     ref = np.random.default_rng(3).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
     values = ssim_ops.reconstruction_uint8(nchw(np.concatenate([gen, ref])), nchw(np.concatenate([ref, ref])),
@@ -118,7 +127,7 @@ def test_constant_and_identical_images_are_reported_not_averaged():
     assert summary["excluded"] == {"count": 1, "names": ["const.jpg"]}
 
 
-def test_ssim_rejects_small_images():
+def test_ssim_rejects_small_images(ssim_path):
     with pytest.raises(ValueError, match="exceeds the image extent"):
         ssim_ops.ssim_uniform(torch.zeros(1, 3, 40, 40), torch.zeros(1, 3, 40, 40), win_size=51)
 
