@@ -16,6 +16,7 @@ from tqdm import tqdm
 from data import create_dataloader, create_dataset
 from models import create_model
 from options.test_options import TestOptions
+from util.cpu_memory import set_cpu_memory_policy
 from util.distributed import build_context
 from util.html import HTML
 from util.image import save_image, uint8_to_tensor
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, generate, return the exit status (2 for bad input)."""
     options = TestOptions()
     opt = options.parse(argv)
+    set_cpu_memory_policy(opt.cpu_memory)
     ctx = build_context(opt.gpu_ids)
     dataset = create_dataset(opt)
     loader = create_dataloader(opt, ctx, dataset)

@@ -17,6 +17,7 @@ from models import create_model
 from options.train_options import TrainOptions
 from util.checkpoint import (load_training_state, newest_intact_state, save_training_state, seed_everything,
                               set_rng_state)
+from util.cpu_memory import set_cpu_memory_policy
 from util.distributed import RunContext, barrier, build_context, mean_over_ranks, print0
 from util.io import InputError, report_input_errors
 from util.nan_guard import NanGuard, NonFiniteLossError
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     main_rank = int(os.environ.get("RANK", "0")) == 0
     options = TrainOptions()
     opt = options.parse(argv, echo=main_rank)
+    set_cpu_memory_policy(opt.cpu_memory)
     ctx = build_context(opt.gpu_ids)
     try:
         trainer = Trainer(opt, ctx)  # validates the data and builds the model before anything is written

@@ -102,6 +102,10 @@ class BaseOptions:
         g.add_argument("--compile", action="store_true",
                        help="torch.compile the networks (falls back to eager execution, with a note, where "
                             "compiling is unavailable)")
+        g.add_argument("--cpu_memory", type=str, default="reuse", choices=["reuse", "release"],
+                       help="reuse: keep freed CPU memory in the process for the next step's tensors (glibc; "
+                            "saves the page faults of re-mapping big activations every step; the process keeps "
+                            "its peak memory); release: the C library's defaults")
 
         g = parser.add_argument_group("display")
         g.add_argument("--display_id", type=int, default=0,

@@ -10,7 +10,9 @@ optimizer steps); an inference iteration is `set_input` + `test` (test.py's path
 variant runs in its own process, built once; the variants then take turns, one iteration each, so that a machine
 whose speed drifts (shared CPUs) slows them alike. Reported: the median seconds per iteration after --warmup
 iterations, its min-max spread, images/s = batch / median, the median of the per-turn speed ratios to the first
-variant, and each process's peak memory (CPU: peak RSS of the whole process; CUDA: max_memory_allocated).
+variant, each process's peak memory (CPU: peak RSS of the whole process; CUDA: max_memory_allocated), and the
+floating-point work of one iteration with the rate it achieves, beside the device's float32 matmul rate: a step
+made of convolutions cannot run faster than its FLOPs at that rate.
 
 Variants: ours (default), and for DPTN also ours with --official_ops (the official sequence of operations); with
 --official_root, the official DPTN code itself (PangzeCheung/Dual-task-Pose-Transformer-Network) is timed the same
@@ -72,6 +74,7 @@ def build_ours(spec: dict):
     from models import create_model
     from options.test_options import TestOptions
     from options.train_options import TrainOptions
+    from util.cpu_memory import set_cpu_memory_policy
     from util.distributed import RunContext
 
     train = spec["phase"] == "train"
@@ -85,6 +88,7 @@ def build_ours(spec: dict):
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         opt = options.parse(argv, echo=False, check_folder=False)
+        set_cpu_memory_policy(opt.cpu_memory)  # as train.py / test.py
         device = torch.device("cuda", opt.gpu_ids[0]) if opt.gpu_ids else torch.device("cpu")
         ctx = RunContext(device=device)
         torch.manual_seed(0)
@@ -173,6 +177,36 @@ def peak_memory_mib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def counted_flops(step) -> float | None:
+    """Floating-point operations of one iteration (torch's FlopCounterMode: convolutions, matmuls, attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter:
+            step()
+    except Exception:  # noqa: BLE001 - e.g. a compiled graph the counter cannot follow: report no figure
+        return None
+    return float(counter.get_total_flops())
+
+
+def matmul_rate(device: torch.device, threads: int) -> float:
+    """The machine's float32 matrix-multiply rate (FLOP/s, 2048² operands, best of 5): the ceiling a step whose
+    time is spent in convolutions and matmuls can approach."""
+    torch.set_num_threads(threads)
+    a = torch.randn(2048, 2048, device=device)
+    best = float("inf")
+    for _ in range(6):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        a @ a
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048 ** 3 / best
+
+
 def child(spec: dict) -> int:
     """Build the variant, then answer 'step' (seconds of one iteration), 'mem' (peak MiB) and 'quit' on stdio."""
     torch.set_num_threads(spec["threads"])
@@ -193,6 +227,8 @@ def child(spec: dict) -> int:
             reply = time.perf_counter() - start
         elif command == "mem":
             reply = peak_memory_mib(device)
+        elif command == "flops":
+            reply = counted_flops(step)
         else:
             break
         sys.stdout.write(json.dumps(reply) + "\n")
@@ -240,28 +276,31 @@ def measure(labels_specs: list[tuple[str, dict]], warmup: int, iters: int) -> li
                 if i >= warmup:
                     v.times.append(seconds)
         memory = [v.ask("mem") for v in variants]
+        flops = [v.ask("flops") for v in variants]
     finally:
         for v in variants:
             v.close()
     base = variants[0].times
     rows = []
-    for v, mem in zip(variants, memory):
+    for v, mem, count in zip(variants, memory, flops):
         rows.append({"label": v.label, "median": statistics.median(v.times), "min": min(v.times),
                      "max": max(v.times), "ratio": statistics.median(b / t for b, t in zip(base, v.times)),
-                     "memory": mem, "times": v.times})
+                     "memory": mem, "times": v.times, "flops": count})
     return rows
 
 
 def print_rows(title: str, rows: list[dict], batch: int) -> None:
     print(f"\n{title}")
-    header = (f"{'variant':<22} {'batch':>5} {'s/it median':>11} {'(min-max)':>15} {'images/s':>9} "
-              f"{'speed vs 1st':>12} {'peak MiB':>9}")
+    header = (f"{'variant':<28} {'batch':>5} {'s/it median':>11} {'(min-max)':>15} {'images/s':>9} "
+              f"{'speed vs 1st':>12} {'peak MiB':>9} {'GFLOP/it':>9} {'GFLOP/s':>8}")
     print(header)
     print("-" * len(header))
     for r in rows:
         spread = f"({r['min']:.3f}-{r['max']:.3f})"
-        print(f"{r['label']:<22} {batch:>5} {r['median']:>11.3f} {spread:>15} {batch / r['median']:>9.2f} "
-              f"{r['ratio']:>11.2f}x {r['memory']:>9.0f}", flush=True)
+        work = (f"{r['flops'] / 1e9:>9.1f} {r['flops'] / 1e9 / r['median']:>8.1f}" if r["flops"]
+                else f"{'-':>9} {'-':>8}")
+        print(f"{r['label']:<28} {batch:>5} {r['median']:>11.3f} {spread:>15} {batch / r['median']:>9.2f} "
+              f"{r['ratio']:>11.2f}x {r['memory']:>9.0f} {work}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time ours with --amp (mixed precision) against float32")
     parser.add_argument("--channels_last", action="store_true", help="also time ours with --channels_last")
     parser.add_argument("--compile", action="store_true", help="also time ours with --compile (torch.compile)")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="also time ours with these flags, e.g. --variant='--cpu_memory release' (repeatable)")
     parser.add_argument("--_child", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._child is not None:
@@ -298,12 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.cuda.get_device_name(0) if cuda else f"cpu ({os.cpu_count()} cores visible)"
     print(f"device {device} | torch {torch.__version__} | threads {args.threads} | float32 | "
           f"{args.model} {args.dataset_mode} | median of {args.iters} after {args.warmup} warm-up, variants in turn")
+    rate = matmul_rate(torch.device("cuda", 0) if cuda else torch.device("cpu"), args.threads)
+    print(f"float32 matmul rate of this device (2048², best of 5): {rate / 1e9:.1f} GFLOP/s; GFLOP/it below is "
+          "torch's FlopCounterMode count of one iteration, GFLOP/s that count over the median time")
 
     def variants(phase: str, size: int) -> list[tuple[str, dict]]:
         out = [("ours", {**base, "phase": phase, "batch": size, "variant": "ours"})]
-        for flags in ([f"--amp {args.amp}"] if args.amp else []) + (["--channels_last"] if args.channels_last
-                                                                       else []) + (["--compile"] if args.compile
-                                                                                   else []):
+        speed_flags = ([f"--amp {args.amp}"] if args.amp else []) + (["--channels_last"] if args.channels_last
+                                                                      else []) + (["--compile"] if args.compile else [])
+        for flags in speed_flags + args.variant:
             out.append((f"ours {flags}", {**base, "phase": phase, "batch": size, "variant": "ours",
                                           "extra": base["extra"] + flags.split()}))
         if args.model == "DPTN" and phase == "train" and not args.no_official_ops:

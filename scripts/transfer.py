@@ -32,6 +32,7 @@ from models import create_model
 from options.base_options import Options
 from options.test_options import TestOptions
 from util.animation import check_animation_path, write_animation
+from util.cpu_memory import set_cpu_memory_policy
 from util.distributed import build_context
 from util.image import save_image
 from util.io import InputError, report_input_errors
@@ -267,6 +268,7 @@ def load_model(opt, ctx):
 def main(argv: list[str] | None = None) -> int:
     """Parse, read the photos and poses, generate, write; returns the exit status (2 for bad input)."""
     opt = TransferOptions().parse(argv, echo=False, check_folder=False)
+    set_cpu_memory_policy(opt.cpu_memory)
     ctx = build_context(opt.gpu_ids)
     reader = READERS[opt.data_format]
     size, frame = tuple(reader.image_size), reader.frame_for(opt)
