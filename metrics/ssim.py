@@ -7,10 +7,10 @@ scikit-image filters the whole image (mode 'reflect') and then crops (win - 1) /
 the SSIM map. The filter radius equals that crop, so the kept pixels never see the padding: filtering only
 the 'valid' interior gives the same numbers without any padding.
 
-On a CUDA device the work is done in chunks of a few images, and both SSIM variants of the evaluator share
+On an accelerator the work is done in chunks of a few images, and both SSIM variants of the evaluator share
 one set of window moments E[x], E[y], E[x²+y²], E[xy] (only vx + vy enters the formula, so E[x²] and E[y²]
 are filtered as one sum). CPU tensors go to the streaming kernels of `metrics.ssim_cpu` (same formulas,
-float64, about 4x faster than this code on a CPU).
+float64, about 5x faster than this code on a CPU).
 """
 from __future__ import annotations
 
@@ -232,13 +232,13 @@ def _reconstruction_cpu(gen: np.ndarray, ref: np.ndarray, wanted: list[str], ran
     if {"psnr", "l1", "mae"} & set(wanted):
         squared, absolute, both = ssim_cpu.error_sums(gen, ref).T
         pixels = gen[0].size
-        if "psnr" in wanted:
-            with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # identical images: PSNR inf; black ones: MAE NaN
+            if "psnr" in wanted:
                 out["psnr"] = 10.0 * np.log10(255.0 ** 2 / (squared / pixels))
-        if "l1" in wanted:
-            out["l1"] = absolute / (pixels * 255.0)
-        if "mae" in wanted:
-            out["mae"] = absolute / both
+            if "l1" in wanted:
+                out["l1"] = absolute / (pixels * 255.0)
+            if "mae" in wanted:
+                out["mae"] = absolute / both
     return {m: torch.from_numpy(np.asarray(out[m], dtype=np.float64)) for m in wanted}
 
 
