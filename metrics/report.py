@@ -12,7 +12,7 @@ from pathlib import Path
 
 from util.io import atomic_write_text
 
-PACKAGES = ("torch", "torchvision", "numpy", "scipy", "scikit-image", "lpips", "pytorch-fid", "pillow")
+PACKAGES = ("torch", "torchvision", "numpy", "scipy", "scikit-image", "numba", "lpips", "pytorch-fid", "pillow")
 
 # what each metric name means, printed and stored with its value (evaluation.md 5.1-5.7)
 VARIANTS = {
@@ -98,7 +98,7 @@ def format_settings(provenance: dict) -> str:
         lines.append(f"lpips: AlexNet trunk {trunk['file']} {trunk['sha256']}; heads {heads['file']} {heads['sha256']}")
     found = provenance["versions"]
     lines.append(f"versions: torch {found['torch']}, torchvision {found['torchvision']}, scikit-image "
-                 f"{found['scikit-image']}, lpips {found['lpips']}, pytorch-fid {found['pytorch-fid']}; "
+                 f"{found['scikit-image']}, numba {found['numba']}, lpips {found['lpips']}, pytorch-fid {found['pytorch-fid']}; "
                  f"device {provenance['device']}")
     return "\n".join(lines)
 
