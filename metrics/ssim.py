@@ -136,11 +136,21 @@ def streaming_kernels(images: torch.Tensor) -> bool:
     return images.device.type == "cpu"
 
 
+def _as_numpy(images: torch.Tensor) -> np.ndarray:
+    """A CPU tensor as an array the kernels take: uint8, float32 and float64 as they are, others as float64."""
+    if images.dtype not in (torch.uint8, torch.float32, torch.float64):
+        images = images.double()
+    return images.numpy()
+
+
 def _ssim(gen, ref, data_range, cov_norm: float, smooth, cpu_kernel) -> torch.Tensor:
-    """`smooth` filters stacked moments on a GPU; `cpu_kernel(gen, ref, ranges)` does the whole job on a CPU."""
+    """`smooth` filters stacked moments on a GPU; `cpu_kernel(gen, ref, ranges)` does the whole job on a CPU.
+
+    A metric, not a loss: inputs are detached."""
+    gen, ref = gen.detach(), ref.detach()
     ranges = _ranges(data_range, gen)
     if streaming_kernels(gen):
-        scores = torch.from_numpy(cpu_kernel(gen.numpy(), ref.numpy(), ranges.numpy()))
+        scores = torch.from_numpy(cpu_kernel(_as_numpy(gen), _as_numpy(ref), ranges.numpy()))
     else:
         scores = []
         for start, stop in _chunks(gen.shape[0], gen[0].numel()):
@@ -215,7 +225,7 @@ def reconstruction_uint8(gen: torch.Tensor, ref: torch.Tensor, wanted=RECONSTRUC
         _check_pair(gen, ref, 51 if "ssim" in wanted else ssim_window(1.5))
     ranges = image_range(gen) if "ssim_256" in wanted else None
     if streaming_kernels(gen):
-        out = _reconstruction_cpu(gen.numpy(), ref.numpy(), wanted, ranges)
+        out = _reconstruction_cpu(_as_numpy(gen), _as_numpy(ref), wanted, ranges)
     else:
         out = _reconstruction_chunked(gen, ref, wanted, ranges)
     if "ssim_256" in out:

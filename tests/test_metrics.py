@@ -104,6 +104,16 @@ def test_other_ssim_settings_equal_scikit_image(ssim_path):
     assert ssim_ops.ssim_window(1.2) == 9 and ssim_ops.ssim_window(1.5) == 11
 
 
+def test_any_dtype_and_tensors_with_grad_are_scored(ssim_path):
+    rng = np.random.default_rng(4)
+    gen = torch.from_numpy(rng.random((2, 3, 32, 32)))
+    ref = torch.from_numpy(rng.random((2, 3, 32, 32)))
+    half_gen, half_ref = gen.to(torch.bfloat16), ref.to(torch.bfloat16)
+    want = ssim_ops.ssim_gaussian(half_gen.double(), half_ref.double(), data_range=1.0)
+    got = ssim_ops.ssim_gaussian(half_gen.requires_grad_(), half_ref, data_range=1.0)
+    assert torch.allclose(got, want, rtol=0, atol=1e-12)
+
+
 def test_chunking_does_not_change_values(monkeypatch):
     monkeypatch.setattr(ssim_ops, "streaming_kernels", lambda images: False)
     rng = np.random.default_rng(2)
