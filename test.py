@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from data import create_dataloader, create_dataset
-from models import create_model
+from models import allow_compile_fallback, create_model
 from options.test_options import TestOptions
 from util.cpu_memory import set_cpu_memory_policy
 from util.distributed import build_context
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     options = TestOptions()
     opt = options.parse(argv)
     set_cpu_memory_policy(opt.cpu_memory)
+    if opt.compile:
+        allow_compile_fallback()
     ctx = build_context(opt.gpu_ids)
     dataset = create_dataset(opt)
     loader = create_dataloader(opt, ctx, dataset)

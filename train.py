@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from data import create_dataloader, create_dataset
-from models import create_model
+from models import allow_compile_fallback, create_model
 from options.train_options import TrainOptions
 from util.checkpoint import (load_training_state, newest_intact_state, save_training_state, seed_everything,
                               set_rng_state)
@@ -98,7 +98,8 @@ class Trainer:
     def run(self) -> None:
         opt = self.opt
         last_epoch = opt.niter + opt.niter_decay
-        steps_per_epoch = len(self.loader.sampler.rank_indices()) // opt.batch_size
+        samples = len(self.loader.sampler.rank_indices())
+        steps_per_epoch = -(-samples // opt.batch_size) if opt.last_batch == "keep" else samples // opt.batch_size
         while self.epoch <= last_epoch:
             self.run_epoch(steps_per_epoch)
             if self.done():
@@ -184,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     options = TrainOptions()
     opt = options.parse(argv, echo=main_rank)
     set_cpu_memory_policy(opt.cpu_memory)
+    if opt.compile:
+        allow_compile_fallback()
     ctx = build_context(opt.gpu_ids)
     try:
         trainer = Trainer(opt, ctx)  # validates the data and builds the model before anything is written

@@ -49,20 +49,23 @@ def _seed_worker(worker_id: int) -> None:
 def create_dataloader(opt, ctx, dataset: BaseDataset | None = None) -> DataLoader:
     """A DataLoader over `dataset` (built from `opt` if None), driven by a ResumableSampler.
 
-    Training shuffles (unless --serial_batches) with an order fixed by (--seed, epoch) and drops the last
-    partial batch; testing keeps every pair in file order. Under torchrun each rank reads its own share;
+    Training shuffles (unless --serial_batches) with an order fixed by (--seed, epoch), or draws
+    --pairs_per_epoch random pairs with replacement, and drops the last partial batch unless --last_batch
+    keep; testing keeps every pair in file order. Under torchrun each rank reads its own share;
     `--batchSize` is per process. Call `loader.sampler.set_epoch(epoch, skip)` before each epoch.
     """
     dataset = dataset if dataset is not None else create_dataset(opt)
-    sampler = ResumableSampler(len(dataset), shuffle=opt.is_train and not opt.serial_batches, seed=opt.seed,
-                               num_replicas=ctx.world_size, rank=ctx.rank)
+    train = opt.is_train
+    sampler = ResumableSampler(len(dataset), shuffle=train and not opt.serial_batches, seed=opt.seed,
+                               num_replicas=ctx.world_size, rank=ctx.rank,
+                               draws=opt.pairs_per_epoch if train else 0)
     workers = opt.num_threads
     return DataLoader(
         dataset,
         batch_size=opt.batch_size,
         sampler=sampler,
         num_workers=workers,
-        drop_last=opt.is_train,
+        drop_last=train and opt.last_batch == "drop",
         pin_memory=ctx.device.type == "cuda",
         persistent_workers=workers > 0,
         worker_init_fn=_seed_worker,

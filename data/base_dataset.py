@@ -17,14 +17,15 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from data.annotations import read_annotations, read_pairs
-from data.geometry import (images_to_dataset_frame, image_to_network, keypoints_to_network, network_size, pad_maps,
+from data.geometry import (FRAMES, images_to_dataset_frame, image_to_network, keypoints_to_network, network_size, pad_maps,
                            uint8_to_dataset_frame)
-from data.keypoints import (KEYPOINT_NAMES, MASK_RECIPES, body_mask, disc_pose_maps, drop_outside, flip_keypoints,
-                            gaussian_heatmaps, visible)
+from data.keypoints import (KEYPOINT_NAMES, MASK_RECIPES, annotated, body_mask, disc_pose_maps, drop_outside,
+                            flip_keypoints, gaussian_heatmaps, pixel_pose_maps, visible)
 from util.image import tensor_to_uint8, uint8_to_tensor
 from util.io import InputError, raise_problems
 
-POSE_ENCODINGS = ("gaussian", "tf_disc")
+POSE_ENCODINGS = ("gaussian", "pixel", "tf_disc")
+KEYPOINTS_OUTSIDE = ("error", "missing", "draw")
 SHOW = 5  # how many offending names an error message lists
 
 
@@ -48,22 +49,32 @@ class BaseDataset(Dataset):
 
 def add_pose_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
     """The pose flags every pair mode shares; models change their defaults with parser.set_defaults."""
-    if "--pose_encoding" in parser._option_string_actions:  # already added by another hook
-        return parser
     g = parser.add_argument_group("pose")
     g.add_argument("--pose_encoding", type=str, default="gaussian", choices=POSE_ENCODINGS,
-                   help="pose maps: 18 Gaussian heatmaps in [0,1] (PG2, DPTN) or TF PG2's radius-4 discs in "
-                        "{-1,+1}")
+                   help="pose maps: 18 Gaussian heatmaps in [0,1] (PG2, DPTN, PATN), pixel = 1 at each keypoint "
+                        "pixel only (what PATN's DeepFashion script stores as uint8), or TF PG2's radius-4 discs "
+                        "in {-1,+1}")
     g.add_argument("--pose_sigma", type=float, default=6.0, help="sigma of the Gaussian heatmaps, in pixels")
     g.add_argument("--mask_recipe", type=str, default="none", choices=("none",) + MASK_RECIPES,
                    help="target body mask returned with each pair: none, pg2 (TF recipe) or hpt (HPT recipe)")
-    g.add_argument("--keypoints_outside", type=str, default="error", choices=["error", "missing"],
-                   help="a visible keypoint outside the image: error (names the CSV row) or count it as missing")
+    g.add_argument("--keypoints_outside", type=str, default="error", choices=KEYPOINTS_OUTSIDE,
+                   help="an annotated keypoint outside the image: error (names the CSV row), missing (dropped), "
+                        "or draw (kept: its Gaussian's tail reaches into the frame, as PATN's and DPTN's "
+                        "official map scripts draw it)")
     g.add_argument("--resize_mismatched", action="store_true",
                    help="resize images whose size differs from the dataset's (default: such images are an error)")
     g.add_argument("--flip_prob", type=float, default=0.0,
                    help="training only: probability of mirroring a pair (source and target together, "
                         "left/right keypoints swapped)")
+    return parser
+
+
+def add_frame_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """--fashion_frame for the modes that can read DeepFashion; each model sets its own default with
+    parser.set_defaults(fashion_frame=...)."""
+    parser.add_argument("--fashion_frame", type=str, default="native", choices=FRAMES,
+                        help="network frame for DeepFashion: native 256x176 (PATN), pad256 (40 white columns each "
+                             "side, PG2) or stretch256 (resized to 256x256, official DPTN)")
     return parser
 
 
@@ -189,8 +200,10 @@ class PairDataset(BaseDataset):
         self._check_images(names, rows, pairs_path)
         if opt.keypoints_outside == "error":
             self._check_inside(names, annotations, annotation_path)
-        # with --keypoints_outside missing, points outside the image count as missing (evaluation.md 2.2)
-        self.keypoints = {n: drop_outside(annotations[n], *self.image_size) for n in names}
+        if opt.keypoints_outside == "draw":  # points outside stay, for the pose maps (the frame tests again)
+            self.keypoints = {n: annotations[n] for n in names}
+        else:  # with --keypoints_outside missing, points outside the image count as missing
+            self.keypoints = {n: drop_outside(annotations[n], *self.image_size) for n in names}
 
     # --- validation ------------------------------------------------------------------------------------
 
@@ -295,12 +308,15 @@ class PairDataset(BaseDataset):
     def _pose(self, keypoints: np.ndarray) -> torch.Tensor:
         """(18, Hn, Wn) pose maps; under pad256 built in the dataset frame, then padded (pg2.md 2.4)."""
         padded = self.frame == "pad256"
-        kps = keypoints if padded else keypoints_to_network(keypoints, self.image_size, self.frame)
+        outside = self.opt.keypoints_outside == "draw"
+        kps = keypoints if padded else keypoints_to_network(keypoints, self.image_size, self.frame, outside)
         height, width = self.image_size if padded else self.network_size
         if self.opt.pose_encoding == "tf_disc":
             maps, fill = disc_pose_maps(kps, height, width), -1.0
+        elif self.opt.pose_encoding == "pixel":
+            maps, fill = pixel_pose_maps(kps, height, width), 0.0
         else:
-            maps, fill = gaussian_heatmaps(kps, height, width, self.opt.pose_sigma), 0.0
+            maps, fill = gaussian_heatmaps(kps, height, width, self.opt.pose_sigma, outside), 0.0
         return pad_maps(maps, self.image_size, self.frame, fill) if padded else maps
 
     def _mask(self, keypoints: np.ndarray) -> torch.Tensor:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from data.base_dataset import PairDataset, add_pose_options, dataroot_path
-from data.geometry import FRAMES
+from data.base_dataset import PairDataset, add_frame_option, add_pose_options, dataroot_path
 from util.io import InputError
 
 FASHION_SIZE = (256, 176)  # (H, W)
@@ -34,12 +33,7 @@ class FashionDataset(PairDataset):
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
-        parser = add_pose_options(parser, is_train)
-        if "--fashion_frame" not in parser._option_string_actions:
-            parser.add_argument("--fashion_frame", type=str, default="native", choices=FRAMES,
-                                help="network frame for DeepFashion: native 256x176, pad256 (40 white columns "
-                                     "each side, PG2) or stretch256 (resized to 256x256, official DPTN)")
-        return parser
+        return add_frame_option(add_pose_options(parser, is_train))
 
     @staticmethod
     def derive_options(opt) -> None:

@@ -45,11 +45,13 @@ def network_size(dataset_size: tuple[int, int], frame: str) -> tuple[int, int]:
     return SQUARE, SQUARE
 
 
-def keypoints_to_network(keypoints: np.ndarray, dataset_size: tuple[int, int], frame: str) -> np.ndarray:
+def keypoints_to_network(keypoints: np.ndarray, dataset_size: tuple[int, int], frame: str,
+                         keep_outside: bool = False) -> np.ndarray:
     """Map int64 (..., 18, 2) (y, x) keypoints from the dataset frame to the network frame.
 
     Points missing or outside the dataset frame stay / become -1, and so do points that land outside the
-    network frame. 'stretch256' truncates after float scaling, as DPTN's cords_to_map does.
+    network frame, unless `keep_outside` (then only -1 coordinates stay missing, and outside points are mapped
+    like the others). 'stretch256' truncates after float scaling, as DPTN's cords_to_map does.
     """
     kps = np.asarray(keypoints, dtype=np.int64)
     height, width = dataset_size
@@ -64,6 +66,8 @@ def keypoints_to_network(keypoints: np.ndarray, dataset_size: tuple[int, int], f
         out[:, 0] = (flat[:, 0] / height * net_h).astype(np.int64)
         out[:, 1] = (flat[:, 1] / width * net_w).astype(np.int64)
     inside &= (out[:, 0] >= 0) & (out[:, 0] < net_h) & (out[:, 1] >= 0) & (out[:, 1] < net_w)
+    if keep_outside:
+        inside = (flat != MISSING).all(axis=1)
     out[~inside] = MISSING
     return out.reshape(kps.shape)
 

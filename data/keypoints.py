@@ -57,6 +57,12 @@ def _as_array(keypoints) -> np.ndarray:
     return array.astype(np.int64, copy=False)
 
 
+def annotated(keypoints) -> np.ndarray:
+    """bool (18,): the point has coordinates (neither is -1), inside the frame or not."""
+    kps = _as_array(keypoints)
+    return (kps[:, 0] != MISSING) & (kps[:, 1] != MISSING)
+
+
 def visible(keypoints, height: int, width: int) -> np.ndarray:
     """bool (18,): the point is annotated (not -1) and lies inside the height x width frame."""
     kps = _as_array(keypoints)
@@ -77,22 +83,40 @@ def _gaussian_table(sigma: float, size: int) -> np.ndarray:
     return np.exp(-np.arange(size) / (2 * sigma ** 2)).astype(np.float32)
 
 
-def gaussian_heatmaps(keypoints, height: int, width: int, sigma: float = 6.0) -> torch.Tensor:
-    """float32 (18, H, W): exp(-d^2 / (2 sigma^2)) around each visible point, zero channel if missing.
+def gaussian_heatmaps(keypoints, height: int, width: int, sigma: float = 6.0,
+                      keep_outside: bool = False) -> torch.Tensor:
+    """float32 (18, H, W): exp(-d^2 / (2 sigma^2)) around each point, zero channel if missing.
 
-    Evaluated on the integer pixel grid, neither normalised nor truncated (pg2.md 2.2, DPTN cords_to_map),
-    bit-identical to cords_to_map: the exponent of the integer d^2 is taken in float64, then rounded to
-    float32. d^2 is an integer, so the values come from a cached table indexed by d^2.
+    Evaluated on the integer pixel grid, neither normalised nor truncated, bit-identical to the `cords_to_map`
+    of PATN's and DPTN's official scripts: the exponent of the integer d^2 is taken in float64, then rounded
+    to float32. d^2 is an integer, so the values come from a cached table indexed by d^2. A point outside
+    the frame gives a zero channel, unless `keep_outside`: then, as those scripts do, the tail of its
+    Gaussian that reaches into the frame is drawn (only -1 coordinates mean missing).
+    """
+    kps = _as_array(keypoints)
+    drawn = annotated(kps) if keep_outside else visible(kps, height, width)
+    kps = np.where(drawn[:, None], kps, 0)  # missing channels are zeroed below; keep their indices in the table
+    dy2 = (np.arange(height)[None, :] - kps[:, 0:1]) ** 2  # (18, H)
+    dx2 = (np.arange(width)[None, :] - kps[:, 1:2]) ** 2  # (18, W)
+    size = int(dy2.max(initial=0)) + int(dx2.max(initial=0)) + 1
+    table = _gaussian_table(float(sigma), max(size, (height - 1) ** 2 + (width - 1) ** 2 + 1))
+    maps = table[dy2[:, :, None] + dx2[:, None, :]]  # (18, H, W)
+    maps[~drawn] = 0.0
+    return torch.from_numpy(maps)
+
+
+def pixel_pose_maps(keypoints, height: int, width: int) -> torch.Tensor:
+    """float32 (18, H, W): 1 at each visible keypoint's pixel, 0 elsewhere (`--pose_encoding pixel`).
+
+    What PATN's `generate_pose_map_fashion.py` stores: its Gaussian written into a uint8 array truncates to
+    a single 1 at the keypoint (a point outside the frame leaves nothing).
     """
     kps = _as_array(keypoints)
     vis = visible(kps, height, width)
-    kps = np.where(vis[:, None], kps, 0)  # missing channels are zeroed below; keep their indices in the table
-    dy2 = (np.arange(height)[None, :] - kps[:, 0:1]) ** 2  # (18, H)
-    dx2 = (np.arange(width)[None, :] - kps[:, 1:2]) ** 2  # (18, W)
-    table = _gaussian_table(float(sigma), (height - 1) ** 2 + (width - 1) ** 2 + 1)
-    maps = table[dy2[:, :, None] + dx2[:, None, :]]  # (18, H, W)
-    maps[~vis] = 0.0
-    return torch.from_numpy(maps)
+    maps = torch.zeros(NUM_KEYPOINTS, height, width)
+    channels = torch.from_numpy(np.flatnonzero(vis))
+    maps[channels, torch.from_numpy(kps[vis, 0]), torch.from_numpy(kps[vis, 1])] = 1.0
+    return maps
 
 
 def disc_pose_maps(keypoints, height: int, width: int, radius: int = 4) -> torch.Tensor:

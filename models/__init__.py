@@ -26,6 +26,15 @@ def get_option_setter(name: str) -> Callable:
     return find_model_class(name).modify_commandline_options
 
 
+def allow_compile_fallback() -> None:
+    """--compile: let a compiler-backend failure at a network's first call (e.g. no C++ compiler) run that
+    network eagerly instead of stopping the run. Sets torch._dynamo's process-wide `suppress_errors`, so
+    entry points call it, visibly, once."""
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+
+
 def create_model(opt, ctx) -> BaseModel:
     """Build the model named by `opt.model` on `ctx.device`."""
     return find_model_class(opt.model)(opt, ctx)

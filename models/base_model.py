@@ -5,27 +5,48 @@ import argparse
 import contextlib
 from collections import OrderedDict
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
 
 from models.networks.schedulers import get_scheduler
-from util.checkpoint import checkpoint_tags, load_weights, save_weights
+from util.checkpoint import checkpoint_tags, load_weights, save_weights, unwrap
 from util.distributed import print0
 from util.io import InputError
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class BaseModel:
-    """Subclasses fill `model_names` (net<X> attributes, saved as <tag>_net_<X>.pth), `loss_names`
-    (loss_<X> attributes), `visual_names` (tensor attributes) and `optimizers`, and implement
-    `set_input`, `forward` and `optimize_parameters`.
+class MicroBatch(NamedTuple):
+    """Which part of the batch a `train_step` computation sees: part `index` of `count`."""
 
-    Speed facilities shared by every model: `prepare` (device, --channels_last, --sync_bn, DDP, --compile),
-    `autocast` (--amp), `backward`/`step`/`end_iteration` (GradScaler for fp16, --accum_steps scaling) and
-    `micro_batches` (--accum_steps splits each batch).
+    index: int
+    count: int
+
+
+LossTerms = tuple[torch.Tensor, dict[str, torch.Tensor]]  # (loss to back-propagate, {logged name: term})
+
+
+class UndeclaredLossError(KeyError):
+    """A model logged a loss term that its `loss_names` do not list (a typo would silently drop it)."""
+
+
+class BaseModel:
+    """The interface train.py and test.py drive; a model is a subclass that composes networks and losses.
+
+    Subclasses fill `model_names` (net<X> attributes, saved as <tag>_net_<X>.pth, or with
+    `weight_file_format`.format(X) in place of <X>), `loss_names` (every term `train_step` may log),
+    `visual_names` (tensor attributes) and `optimizers`, and implement `set_input`, `forward`,
+    `generated_images` and `training_iteration` (one `train_step` per optimizer group, in the paper's order).
+
+    Shared here: `train_step` (zero, micro-batches, autocast, backward through the fp16 scaler, step, log),
+    `prepare` (device, --channels_last, --sync_bn, DDP, --compile), `keep_batch`/`use_part` (inputs and
+    their micro-batches), weights and the full training state.
     """
+
+    weight_file_format = "{}"  # <tag>_net_<format(X)>.pth; PATN's official files are <tag>_net_net<X>.pth
+    lr_decay_offset = 0  # --lr_policy lambda: epochs by which the linear decay starts earlier (schedulers.py)
 
     def __init__(self, opt, ctx) -> None:
         self.opt = opt
@@ -40,6 +61,7 @@ class BaseModel:
         self.save_dir = Path(opt.checkpoints_dir) / opt.name
         self.model_names: list[str] = []
         self.loss_names: list[str] = []
+        self.losses: dict[str, torch.Tensor] = {}
         self.visual_names: list[str] = []
         self.optimizers: list[torch.optim.Optimizer] = []
         self.schedulers: list = []
@@ -99,12 +121,20 @@ class BaseModel:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def micro_batches(self, batch_size: int) -> list[slice]:
-        """--accum_steps k: the batch as k equal slices (one slice when k is 1)."""
-        if batch_size % self.accum_steps:
+        """--accum_steps k: the batch as k consecutive slices, as equal as possible (one slice when k is 1).
+
+        Equal slices when k divides the batch (train options check that it divides --batchSize); a shorter
+        last batch (`--last_batch keep`) is split as evenly as it goes, and each part's loss is weighted by its
+        share of the batch, so the accumulated gradient is always the whole batch's.
+        """
+        if batch_size < self.accum_steps:
             raise InputError(f"a batch of {batch_size} cannot be split into --accum_steps {self.accum_steps} "
-                             "equal micro-batches")
-        size = batch_size // self.accum_steps
-        return [slice(i, i + size) for i in range(0, batch_size, size)]
+                             "micro-batches")
+        base, extra = divmod(batch_size, self.accum_steps)
+        edges = [0]
+        for index in range(self.accum_steps):
+            edges.append(edges[-1] + base + (index < extra))
+        return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
     @staticmethod
     def buffers_of(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -118,17 +148,55 @@ class BaseModel:
             for name, buffer in unwrap(net).named_buffers():
                 buffer.copy_(saved[name])
 
-    def backward(self, loss: torch.Tensor) -> None:
-        """Backward of one micro-batch's loss: divided by --accum_steps, scaled for fp16."""
-        self.scaler.scale(loss / self.accum_steps).backward()
+    def train_step(self, optimizers: torch.optim.Optimizer | list[torch.optim.Optimizer],
+                   compute: Callable[[MicroBatch], LossTerms], keep_buffers: tuple[nn.Module, ...] = ()
+                   ) -> dict[str, torch.Tensor]:
+        """One optimizer step of every model: the loop that no model writes itself.
 
-    def step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Optimizer step on the accumulated gradients (skipped by the scaler if fp16 overflowed)."""
-        self.scaler.step(optimizer)
+        Zeroes the gradients of `optimizers`; splits the kept batch into --accum_steps micro-batches; for each
+        one points the input attributes at it (`use_part`), runs `compute(micro)` under --amp's autocast and
+        back-propagates its loss (weighted by the part's share of the batch, scaled for fp16); then steps
+        every optimizer once on the accumulated gradients. `compute` returns (loss, {name: term}); the terms,
+        averaged over the parts, are recorded by name for the log (a name missing from `loss_names` raises
+        UndeclaredLossError) and returned. The buffers of `keep_buffers` (e.g. spectral norm's u, v) are put
+        back before every part after the first, so that each part sees what the whole batch would.
+        """
+        optimizers = list(optimizers) if isinstance(optimizers, (list, tuple)) else [optimizers]
+        batch_size = next(iter(self.batch.values())).shape[0]
+        parts = self.micro_batches(batch_size)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        saved = [self.buffers_of(net) for net in keep_buffers]
+        logged: dict[str, torch.Tensor] = {}
+        for index, part in enumerate(parts):
+            self.use_part(part)
+            if index:
+                for net, buffers in zip(keep_buffers, saved):
+                    self.restore_buffers(net, buffers)
+            share = (part.stop - part.start) / batch_size
+            with self.autocast():
+                loss, terms = compute(MicroBatch(index, len(parts)))
+            self.scaler.scale(loss if share == 1.0 else loss * share).backward()
+            for name, value in terms.items():
+                value = value.detach() if share == 1.0 else value.detach() * share
+                logged[name] = logged[name] + value if name in logged else value
+        for optimizer in optimizers:
+            self.scaler.step(optimizer)  # skipped by the scaler if fp16 overflowed
+        self.record_losses(logged)
+        return logged
 
-    def end_iteration(self) -> None:
-        """After every optimizer of the iteration has stepped: adapt the fp16 loss scale."""
-        self.scaler.update()
+    def record_losses(self, terms: dict[str, torch.Tensor]) -> None:
+        """Keep loss terms for `get_current_losses`; every name must be declared in `loss_names`."""
+        unknown = [name for name in terms if name not in self.loss_names]
+        if unknown:
+            raise UndeclaredLossError(f"{type(self).__name__} logs loss term(s) {', '.join(map(repr, unknown))} "
+                                      f"that its loss_names ({', '.join(self.loss_names)}) do not declare")
+        self.losses.update(terms)
+
+    def optimize_parameters(self) -> None:
+        """One training iteration: the model's `training_iteration`, then the fp16 loss-scale update."""
+        self.training_iteration()
+        self.scaler.update()  # once per iteration, after every optimizer of the iteration has stepped
 
     # --- the loop's interface --------------------------------------------------------------------------
 
@@ -140,8 +208,8 @@ class BaseModel:
         """Run the generator(s) on the current input."""
         raise NotImplementedError
 
-    def optimize_parameters(self) -> None:
-        """One training iteration: forward, losses, backward, optimizer steps."""
+    def training_iteration(self) -> None:
+        """One training iteration: the model's `train_step` calls, in its paper's order."""
         raise NotImplementedError
 
     def test(self) -> None:
@@ -162,7 +230,8 @@ class BaseModel:
     def setup(self) -> None:
         """Create schedulers when training; load weights (`--which_epoch`) when testing."""
         if self.is_train:
-            self.schedulers = [get_scheduler(optimizer, self.opt) for optimizer in self.optimizers]
+            self.schedulers = [get_scheduler(optimizer, self.opt, self.lr_decay_offset)
+                               for optimizer in self.optimizers]
         else:
             self.load_networks(self.opt.which_epoch)
             self.eval()
@@ -189,13 +258,8 @@ class BaseModel:
     # --- reporting -------------------------------------------------------------------------------------
 
     def get_current_losses(self) -> "OrderedDict[str, float]":
-        """name -> float value of every loss in `loss_names` computed so far."""
-        losses = OrderedDict()
-        for name in self.loss_names:
-            value = getattr(self, "loss_" + name, None)
-            if value is not None:
-                losses[name] = float(value)
-        return losses
+        """name -> float value of every loss in `loss_names` computed so far, in `loss_names` order."""
+        return OrderedDict((name, float(self.losses[name])) for name in self.loss_names if name in self.losses)
 
     def get_current_visuals(self) -> "OrderedDict[str, torch.Tensor]":
         """name -> tensor (B,C,H,W) of every visual in `visual_names` computed so far."""
@@ -218,7 +282,13 @@ class BaseModel:
     # --- weights and full training state ---------------------------------------------------------------
 
     def weight_path(self, tag: str, name: str) -> Path:
-        return self.save_dir / f"{tag}_net_{name}.pth"
+        """<save_dir>/<tag>_net_<X>.pth, X = `weight_file_format`.format(name)."""
+        return self.save_dir / f"{tag}_net_{self.weight_file_format.format(name)}.pth"
+
+    def checkpoint_adapter(self, name: str) -> Callable[[dict, nn.Module], dict] | None:
+        """A function (state_dict, network) -> state_dict that makes a weight file of network `name` load
+        strictly (e.g. drop keys an older PyTorch wrote); None loads files as they are."""
+        return None
 
     def save_networks(self, tag: str | int) -> None:
         """Write <tag>_net_<X>.pth for every network: plain state_dicts, no wrapper prefixes."""
@@ -230,10 +300,11 @@ class BaseModel:
         for name in names or self.model_names:
             path = self.weight_path(str(tag), name)
             if not path.is_file():
-                tags = checkpoint_tags(self.save_dir, f"_net_{name}.pth")
-                known = f"available: {', '.join(tags)}" if tags else f"no net_{name} checkpoint in {self.save_dir}"
+                suffix = path.name[len(str(tag)):]
+                tags = checkpoint_tags(self.save_dir, suffix)
+                known = f"available: {', '.join(tags)}" if tags else f"no *{suffix} checkpoint in {self.save_dir}"
                 raise InputError(f"checkpoint {path} not found (--which_epoch {tag}); {known}")
-            load_weights(getattr(self, "net" + name), path)
+            load_weights(getattr(self, "net" + name), path, self.checkpoint_adapter(name))
 
     def state_dict(self) -> dict:
         """Networks, optimizers and schedulers: everything the model holds for an exact resume."""
@@ -270,26 +341,15 @@ class BaseModel:
 def compile_network(net: nn.Module) -> nn.Module:
     """torch.compile(net), or `net` itself with one note when compiling is not available here.
 
-    Errors of the compiler backend at the first call (e.g. no C++ compiler) fall back to eager execution.
+    Whether errors of the compiler backend at the first call fall back to eager execution is the entry
+    point's choice (`models.allow_compile_fallback`).
     """
     try:
         import torch._dynamo as dynamo
 
         if not dynamo.is_dynamo_supported():
             raise RuntimeError("TorchDynamo does not support this Python/platform")
-        dynamo.config.suppress_errors = True
         return torch.compile(net)
     except Exception as exc:  # any failure means: run eagerly, and say so once
         print0(f"note: --compile is not available here ({exc}); running without torch.compile")
         return net
-
-
-def unwrap(net: nn.Module) -> nn.Module:
-    """The bare network inside DistributedDataParallel/DataParallel and torch.compile wrappers."""
-    while True:
-        if isinstance(net, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            net = net.module
-        elif hasattr(net, "_orig_mod"):
-            net = net._orig_mod
-        else:
-            return net

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.base_model import BaseModel, unwrap
-from models.networks.losses import bce_gan_loss, pg2_discriminator_loss, pose_mask_l1
+from models.base_model import BaseModel, LossTerms, MicroBatch, unwrap
+from models.networks import pg2_losses
 from models.networks.pg2_discriminator import PG2Discriminator
 from models.networks.pg2_generator_stage1 import PG2GeneratorStage1
 from models.networks.pg2_generator_stage2 import PG2GeneratorStage2
@@ -77,19 +77,17 @@ class PG2Model(BaseModel):
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
         g = parser.add_argument_group(
-            "PG2 (specs/pg2.md)",
+            "PG2 (docs/models/pg2.md)",
             "Paper defaults set by --model PG2: Adam lr 2e-5, betas (0.5, 0.999), constant rate; batch 16 "
             "(Market) / 8 (DeepFashion) when --batch_size is not given; --mask_recipe pg2; --flip_prob 0.5 "
-            "for training; DeepFashion frame pad256.")
+            "for training; DeepFashion frame --fashion_frame pad256 (256x176 padded to 256x256, G1 depth 6: the "
+            "paper's network; native = 256x176, G1 depth 5).")
         g.add_argument("--stage", type=int, choices=[1, 2], default=1 if is_train else 2,
                        help="1: G1 alone; 2: G2 and D on top of a frozen stage-1 G1. Training starts at 1; "
                             "testing defaults to 2, the final output Ĝ2")
         g.add_argument("--ngf", type=int, default=PAPER_NGF,
                        help="width n of G1 and G2. The paper's network is n=128; smaller values make a smaller, "
                             "faster network that is NOT the paper's PG2 (quick demos and tests only)")
-        g.add_argument("--pg2_geometry", dest="fashion_frame", choices=["pad256", "native"],
-                       help="DeepFashion frame (an alias of --fashion_frame): pad256 = 256x176 padded to 256x256, "
-                            "G1 depth 6 (the paper's network); native = 256x176, G1 depth 5")
         if is_train:
             g.add_argument("--stage1_name", type=str, default=None,
                            help="stage 2: run whose checkpoints hold G1; None = this run's --name")
@@ -115,7 +113,9 @@ class PG2Model(BaseModel):
                                 "None = 14000 Market, 20000 DeepFashion")
             # Adam 2e-5, betas (0.5, 0.999), constant rate; batch 16 Market / 8 DeepFashion (derive_options)
             parser.set_defaults(lr=2e-5, beta1=0.5, lr_policy="constant", niter_decay=0, batch_size=None)
-        parser.set_defaults(mask_recipe="pg2", fashion_frame="pad256", flip_prob=0.5 if is_train else 0.0)
+        # the paper's initialisation is built into the networks: --init_type / --init_gain must stay unset
+        parser.set_defaults(mask_recipe="pg2", fashion_frame="pad256", flip_prob=0.5 if is_train else 0.0,
+                            init_type=None, init_gain=None)
         return parser
 
     @staticmethod
@@ -125,6 +125,9 @@ class PG2Model(BaseModel):
             raise InputError(f"PG2 needs data format market or fashion, the dataset gave {fmt!r}")
         if opt.ngf < 1:
             raise InputError(f"--ngf must be >= 1, got {opt.ngf}")
+        if opt.init_type is not None or opt.init_gain is not None:
+            raise InputError("PG2 initialises its networks as the paper does (Xavier-uniform G1/G2, uniform D); "
+                             "--init_type and --init_gain do not apply to --model PG2")
         pg2_geometry(fmt, opt.fashion_frame)  # reject an unknown frame now, before anything is written
         if not opt.is_train:
             return
@@ -225,81 +228,59 @@ class PG2Model(BaseModel):
         """The final output: Ĝ1 in stage 1, Ĝ2 in stage 2; (B, 3, H, W), not clamped (the saver clamps)."""
         return self.fake_g1 if self.stage == 1 else self.fake_g2
 
-    def mask_l1(self, output: torch.Tensor) -> torch.Tensor:
-        """L_mask(output) against I_B with the target's mask M_B (specs/pg2.md Sec. 4)."""
-        return pose_mask_l1(output, self.target_image, self.target_mask, self.opt.mask_ratio)
-
-    def optimize_parameters(self) -> None:
+    def training_iteration(self) -> None:
         """Stage 1: one G1 step on L_G1. Stage 2: one G2 step on L_G2, then one D step on L_D (on the fakes
         made before the G2 step). --accum_steps k accumulates k micro-batches into each step."""
-        parts = self.micro_batches(self.batch["source_image"].shape[0])
         if self.stage == 1:
-            self.optimizer_G1.zero_grad(set_to_none=True)
-            total = 0.0
-            for part in parts:
-                self.use_part(part)
-                with self.autocast():
-                    self.forward()
-                    loss = self.mask_l1(self.fake_g1)
-                self.backward(loss)
-                total += loss.detach() / len(parts)
-            self.step(self.optimizer_G1)
-            self.loss_G1_mask_l1 = total
+            self.train_step(self.optimizer_G1, self.stage1_terms)
         else:
-            fakes = self.optimize_generator(parts)
-            self.optimize_discriminator(parts, fakes)
-        self.end_iteration()
+            fakes = self.optimize_generator()
+            self.optimize_discriminator(fakes)
+
+    def stage1_terms(self, micro: MicroBatch) -> LossTerms:
+        self.forward()
+        return pg2_losses.stage1_terms(self.fake_g1, self.target_image, self.target_mask, self.opt.mask_ratio)
 
     # --- stage 2 -----------------------------------------------------------------------------------------
 
-    def optimize_generator(self, parts: list[slice]) -> list[torch.Tensor]:
+    def optimize_generator(self) -> list[torch.Tensor]:
         """G2 step: L_G2 = lambda_gan * BCE(D(Ĝ2), 1) + lambda_mask_l1 * L_mask(Ĝ2), with D frozen; returns
         the detached Ĝ2 of each part, which the D step then judges.
 
-        D runs as the bare module here: it receives no gradient (pitfall 11) and needs no DDP sync.
+        D runs as the bare module here: it receives no gradient and needs no DDP sync.
         """
         net_d = unwrap(self.netD).train()  # D always uses batch statistics
         self.set_requires_grad(net_d, False)
-        self.optimizer_G2.zero_grad(set_to_none=True)
-        fakes, gan_total, l1_total = [], 0.0, 0.0
-        for part in parts:
-            self.use_part(part)
-            with self.autocast():
-                self.forward()
-                if self.opt.d_batching == "concat":
-                    batch = self.fake_g2.shape[0]
-                    logits = net_d(torch.cat([self.target_image, self.fake_g2, self.source_image]))  # (3B, 1)
-                    fake_logits = logits[batch:2 * batch]
-                else:
-                    fake_logits = net_d(self.fake_g2)
-                gan = bce_gan_loss(fake_logits, True)
-                l1 = self.mask_l1(self.fake_g2)
-                loss = self.opt.lambda_gan * gan + self.opt.lambda_mask_l1 * l1
-            self.backward(loss)
+        fakes = []
+
+        def compute(micro: MicroBatch) -> LossTerms:
+            self.forward()
+            if self.opt.d_batching == "concat":
+                batch = self.fake_g2.shape[0]
+                logits = net_d(torch.cat([self.target_image, self.fake_g2, self.source_image]))  # (3B, 1)
+                fake_logits = logits[batch:2 * batch]
+            else:
+                fake_logits = net_d(self.fake_g2)
             fakes.append(self.fake_g2.detach())
-            gan_total += gan.detach() / len(parts)
-            l1_total += l1.detach() / len(parts)
-        self.step(self.optimizer_G2)
-        self.loss_G2_gan, self.loss_G2_mask_l1 = gan_total, l1_total
+            return pg2_losses.stage2_generator_terms(fake_logits, self.fake_g2, self.target_image, self.target_mask,
+                                                     self.opt.mask_ratio, self.opt.lambda_gan,
+                                                     self.opt.lambda_mask_l1)
+
+        self.train_step(self.optimizer_G2, compute)
         return fakes
 
-    def optimize_discriminator(self, parts: list[slice], fakes: list[torch.Tensor]) -> None:
+    def optimize_discriminator(self, fakes: list[torch.Tensor]) -> None:
         """D step: L_D = 0.5 BCE(D(I_B), 1) + 0.25 BCE(D(Ĝ2), 0) + 0.25 BCE(D(I_A), 0) on the given Ĝ2."""
         self.set_requires_grad(self.netD, True)
         unwrap(self.netD).train()
-        self.optimizer_D.zero_grad(set_to_none=True)
-        totals = [0.0, 0.0, 0.0]
-        for part, fake in zip(parts, fakes, strict=True):
-            self.use_part(part)
-            with self.autocast():
-                if self.opt.d_batching == "concat":
-                    logits = self.netD(torch.cat([self.target_image, fake, self.source_image]))  # (3B, 1)
-                    real_logits, fake_logits, condition_logits = logits.split(fake.shape[0])
-                else:
-                    real_logits, fake_logits, condition_logits = self.netD(self.target_image, fake,
-                                                                           self.source_image)
-                loss, terms = pg2_discriminator_loss(real_logits, fake_logits, condition_logits)
-            self.backward(loss)
-            totals = [total + term.detach() / len(parts) for total, term in zip(totals, terms)]
-        self.step(self.optimizer_D)
-        self.loss_D_real, self.loss_D_fake, self.loss_D_condition = totals
+
+        def compute(micro: MicroBatch) -> LossTerms:
+            fake = fakes[micro.index]
+            if self.opt.d_batching == "concat":
+                logits = self.netD(torch.cat([self.target_image, fake, self.source_image]))  # (3B, 1)
+                real_logits, fake_logits, condition_logits = logits.split(fake.shape[0])
+            else:
+                real_logits, fake_logits, condition_logits = self.netD(self.target_image, fake, self.source_image)
+            return pg2_losses.discriminator_terms(real_logits, fake_logits, condition_logits)
+
+        self.train_step(self.optimizer_D, compute)

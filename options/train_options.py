@@ -42,6 +42,11 @@ class TrainOptions(BaseOptions):
                             "epochs then decays linearly over --niter_decay; step; plateau; constant")
         g.add_argument("--lr_decay_iters", type=int, default=50,
                        help="step policy: multiply by 0.1 every this many epochs")
+        g.add_argument("--pairs_per_epoch", type=int, default=0,
+                       help="0: an epoch is every training pair once, shuffled; N > 0: an epoch is N pairs drawn "
+                            "at random with replacement (PATN: 4000)")
+        g.add_argument("--last_batch", type=str, default="drop", choices=["drop", "keep"],
+                       help="an epoch's last, smaller batch: drop it, or train on it too (PATN)")
         g.add_argument("--continue_train", action="store_true",
                        help="resume from <which_epoch>_train_state.pth in the run's folder")
         g.add_argument("--which_epoch", "--epoch", dest="which_epoch", type=str, default="latest",
@@ -75,6 +80,8 @@ class TrainOptions(BaseOptions):
         if opt.accum_steps < 1 or opt.batch_size % opt.accum_steps:
             raise InputError(f"--accum_steps must be >= 1 and divide --batchSize {opt.batch_size}, "
                              f"got {opt.accum_steps}")
+        if opt.pairs_per_epoch < 0:
+            raise InputError(f"--pairs_per_epoch must be >= 0, got {opt.pairs_per_epoch}")
         if opt.niter < 0 or opt.niter_decay < 0 or opt.niter + opt.niter_decay < 1:
             raise InputError("--niter and --niter_decay must be >= 0 and add up to at least one epoch")
 

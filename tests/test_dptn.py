@@ -388,13 +388,13 @@ def test_every_loss_term_equals_the_formula(tmp_path, vgg_file, reference_vgg, v
     model.forward()
     layers = opt.dis_layers
     d_before = discriminator_from(unwrap(model.netD).state_dict(), layers)
-    model.optimize_discriminator([slice(None)])
+    model.optimize_discriminator()
     d_after = {k: v.clone() for k, v in unwrap(model.netD).state_dict().items()}  # what the G step sees
     g_before = copy.deepcopy(unwrap(model.netG)).set_fast(False)
     grads = {}
     model.optimizer_G.register_step_pre_hook(lambda o, a, k: grads.update(
         {id(p): p.grad.clone() for group in o.param_groups for p in group["params"] if p.grad is not None}))
-    model.optimize_generator([slice(None)])
+    model.optimize_generator()
     losses = model.get_current_losses()
     fake_t, fake_s = model.fake_image_t.detach(), model.fake_image_s.detach()
     xs, xt = x["source_image"], x["target_image"]

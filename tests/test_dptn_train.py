@@ -98,7 +98,7 @@ def test_readme_commands_parse_to_the_official_values(phase, dataset):
              if getattr(opt, ours, "(missing)") != value}
     assert wrong == {}
     assert opt.gpu_ids == ([0] if torch.cuda.is_available() else [])
-    assert opt.flip_prob == 0.0 and not opt.official_ops and not opt.fashion_native_width
+    assert opt.flip_prob == 0.0 and not opt.official_ops
     if dataset == "fashion":
         assert opt.fashion_frame == "stretch256"  # the network sees 256x256 (dptn.md 6.3)
 
@@ -123,7 +123,6 @@ def test_abbreviated_flags_of_the_official_scripts(tmp_path):
     ("train", ["--loadSize", "128"], "only 256"),
     ("test", ["--old_size", "256"], "set by the dataset"),
     ("train", ["--pose_nc", "17"], "18 channels"),
-    ("train", ["--dataset_mode", "market", "--fashion_native_width"], "DeepFashion"),
 ])
 def test_flags_the_official_code_ignores_are_refused(phase, flag, words):
     base = ["--model", "DPTN", "--dataset_mode", "fashion", "--gpu_ids", "-1"]
@@ -139,7 +138,7 @@ def test_honoured_official_flags():
     assert (debug.niter, debug.niter_decay, debug.max_dataset_size, debug.print_freq, debug.display_freq) == \
            (1, 0, 10, 4, 1)
     native = parse("train", ["--model", "DPTN", "--dataset_mode", "fashion", "--gpu_ids", "-1",
-                             "--fashion_native_width"])
+                             "--fashion_frame", "native"])
     assert native.fashion_frame == "native"
     with pytest.raises(InputError, match="contradicts"):
         parse("train", base + ["--no_flip", "--flip_prob", "0.5"])
@@ -149,7 +148,7 @@ def test_help_lists_the_dptn_flags(capsys):
     with pytest.raises(SystemExit):
         TrainOptions().parse(["--model", "DPTN", "--dataset_mode", "fashion", "--help"])
     text = capsys.readouterr().out
-    for flag in ("--t_s_ratio", "--dis_layers", "--lambda_g", "--vgg_path", "--fashion_native_width", "--fp16",
+    for flag in ("--t_s_ratio", "--dis_layers", "--lambda_g", "--vgg_path", "--fashion_frame", "--fp16",
                  "--official_ops"):
         assert flag in text
     parser = TrainOptions().build_parser(["--model", "DPTN", "--dataset_mode", "fashion"])
@@ -213,7 +212,7 @@ def test_outputs_are_converted_as_the_official_test(tiny_fashion_root, tiny_mark
     market = dptn_dataset("market", tiny_market_root)
     small = torch.rand(2, 3, 128, 64) * 2 - 1
     assert all(np.array_equal(market.output_to_uint8(small)[i], official_output(small[i], (128, 64))) for i in range(2))
-    native = dptn_dataset("fashion", tiny_fashion_root, "test", "--fashion_native_width")
+    native = dptn_dataset("fashion", tiny_fashion_root, "test", "--fashion_frame", "native")
     assert native.network_size == (256, 176) and native.output_to_uint8(images[..., :176]).shape == (2, 256, 176, 3)
 
 

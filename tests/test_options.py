@@ -39,7 +39,7 @@ def test_dptn_readme_test_flags_parse(tmp_path):
 
 
 def test_pix2pix_flags_parse(tmp_path):
-    opt = parse_train(["--model", "PG2", "--dataset_mode", "market", "--gpu_ids", "-1", "--phase", "train",
+    opt = parse_train(["--model", "DPTN", "--dataset_mode", "market", "--gpu_ids", "-1", "--phase", "train",
                        "--niter", "3", "--niter_decay", "2", "--lr", "0.001", "--beta1", "0.9",
                        "--continue_train", "--epoch_count", "2", "--display_id", "0", "--display_port", "8100",
                        "--display_server", "http://127.0.0.1", "--display_freq", "10", "--print_freq", "5",
@@ -51,6 +51,8 @@ def test_pix2pix_flags_parse(tmp_path):
     assert opt.num_threads == 0 and opt.serial_batches and opt.max_dataset_size == 10
     assert (opt.init_type, opt.init_gain, opt.seed) == ("xavier", 0.1, 7)
     assert parse_train(["--num_threads", "3", "--gpu_ids=-1"], tmp_path).num_threads == 3
+    with pytest.raises(InputError, match="--init_type and --init_gain do not apply to --model PG2"):
+        parse_train(["--model", "PG2", "--gpu_ids=-1", "--init_type", "xavier"], tmp_path)
 
 
 def test_gpu_ids_comma_list_and_cpu_fallback(tmp_path, monkeypatch):

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 import data
 from data.base_dataset import BaseDataset
 from models.networks.blocks import Down, ResBlock, Up
-from models.networks.losses import PG2_D_WEIGHTS, bce_gan_loss, pg2_discriminator_loss, pose_mask_l1
+from models.networks.losses import bce_gan_loss
+from models.networks.pg2_losses import PG2_D_WEIGHTS, pg2_discriminator_loss, pose_mask_l1
 from models.networks.pg2_discriminator import PG2Discriminator
 from models.networks.pg2_generator_stage1 import PG2GeneratorStage1
 from models.networks.pg2_generator_stage2 import PG2GeneratorStage2
@@ -291,7 +292,7 @@ def test_options_paper_defaults(parse):
     fashion = parse("--dataset_mode", "fashion", "--stage", "2")
     assert (fashion.lambda_mask_l1, fashion.lambda_gan, fashion.batch_size) == (50.0, 0.5, 8)
     assert (fashion.fashion_frame, fashion.max_steps) == ("pad256", 20000)
-    assert parse("--dataset_mode", "fashion", "--pg2_geometry", "native").fashion_frame == "native"
+    assert parse("--dataset_mode", "fashion", "--fashion_frame", "native").fashion_frame == "native"
     assert parse("--lambda_mask_l1", "3", "--batch_size", "2").lambda_mask_l1 == 3.0
     test = parse(train=False)
     assert (test.stage, test.flip_prob, test.mask_recipe) == (2, 0.0, "pg2")
@@ -401,7 +402,7 @@ def test_stage2_step_order_and_logged_terms(parse, stage1_run, batching):
         model.set_input(make_batch(seed=seed))
         d_grads = [None if p.grad is None else p.grad.clone() for p in model.netD.parameters()]
         d_weights = snapshot(model.netD)
-        fakes = model.optimize_generator([slice(None)])
+        fakes = model.optimize_generator()
         # the G step leaves D's gradients and weights alone (pitfall 11) and updates G2
         assert all((a is None and p.grad is None) or (a is not None and torch.equal(a, p.grad))
                    for a, p in zip(d_grads, model.netD.parameters()))
@@ -417,12 +418,12 @@ def test_stage2_step_order_and_logged_terms(parse, stage1_run, batching):
                 logits = d(torch.cat(images)).split(fake.shape[0])
             else:
                 logits = d(*images)
-        assert model.loss_G2_gan.item() == pytest.approx(independent_bce(logits[1], 1.0), rel=1e-5)
+        assert model.losses["G2_gan"].item() == pytest.approx(independent_bce(logits[1], 1.0), rel=1e-5)
         mask_l1 = pose_mask_l1(fake, model.target_image, model.target_mask).item()
-        assert model.loss_G2_mask_l1.item() == pytest.approx(mask_l1, rel=1e-6)
-        model.optimize_discriminator([slice(None)], fakes)
+        assert model.losses["G2_mask_l1"].item() == pytest.approx(mask_l1, rel=1e-6)
+        model.optimize_discriminator(fakes)
         terms = [independent_bce(logits[0], 1.0), independent_bce(logits[1], 0.0), independent_bce(logits[2], 0.0)]
-        assert [model.loss_D_real.item(), model.loss_D_fake.item(), model.loss_D_condition.item()] == \
+        assert [model.losses[k].item() for k in ("D_real", "D_fake", "D_condition")] == \
             pytest.approx(terms, rel=1e-5)
         assert all(p.grad is not None for p in model.netD.parameters())
         assert not same_weights(snapshot(model.netD), d_weights)

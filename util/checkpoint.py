@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -29,10 +30,19 @@ def strip_wrapper_prefixes(state: dict) -> dict:
     return cleaned
 
 
+def unwrap(net: nn.Module) -> nn.Module:
+    """The bare network inside DistributedDataParallel/DataParallel and torch.compile wrappers."""
+    while True:
+        if isinstance(net, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            net = net.module
+        elif hasattr(net, "_orig_mod"):
+            net = net._orig_mod
+        else:
+            return net
+
+
 def save_weights(net: nn.Module, path: str | os.PathLike) -> None:
     """Save the bare network's state_dict (no wrapper prefixes) atomically."""
-    from models.base_model import unwrap
-
     atomic_torch_save(unwrap(net).state_dict(), path)
 
 
@@ -47,12 +57,16 @@ def read_checkpoint(path: str | os.PathLike, weights_only: bool = True) -> dict:
         raise InputError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def load_weights(net: nn.Module, path: str | os.PathLike) -> None:
-    """Load weights strictly; a partial match is refused with the missing/unexpected keys named."""
-    from models.base_model import unwrap
+def load_weights(net: nn.Module, path: str | os.PathLike,
+                 adapt: Callable[[dict, nn.Module], dict] | None = None) -> None:
+    """Load weights strictly; a partial match is refused with the missing/unexpected keys named.
 
+    `adapt(state, net)` may first rewrite the file's state_dict (e.g. drop keys an older PyTorch wrote).
+    """
     state = strip_wrapper_prefixes(read_checkpoint(path))
     target = unwrap(net)
+    if adapt is not None:
+        state = adapt(state, target)
     expected = target.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

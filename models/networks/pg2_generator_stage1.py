@@ -61,7 +61,7 @@ class PG2GeneratorStage1(nn.Module):
             raise InputError(
                 f"PG2 G1 with depth N={depth} needs a frame whose height and width are divisible by "
                 f"2^(N-1)={factor}, got {height}x{width} (specs/pg2.md 2.4: DeepFashion 256x176 works with "
-                "N=5 (--pg2_geometry native) or padded to 256x256 with N=6 (pad256))")
+                "N=5 (--fashion_frame native) or padded to 256x256 with N=6 (pad256))")
         n = ngf
         self.height, self.width, self.depth, self.ngf = height, width, depth, ngf
         in_channels = image_channels + pose_channels
