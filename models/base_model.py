@@ -285,11 +285,6 @@ class BaseModel:
         """<save_dir>/<tag>_net_<X>.pth, X = `weight_file_format`.format(name)."""
         return self.save_dir / f"{tag}_net_{self.weight_file_format.format(name)}.pth"
 
-    def checkpoint_adapter(self, name: str) -> Callable[[dict, nn.Module], dict] | None:
-        """A function (state_dict, network) -> state_dict that makes a weight file of network `name` load
-        strictly (e.g. drop keys an older PyTorch wrote); None loads files as they are."""
-        return None
-
     def save_networks(self, tag: str | int) -> None:
         """Write <tag>_net_<X>.pth for every network: plain state_dicts, no wrapper prefixes."""
         for name, net in self.networks().items():
@@ -304,7 +299,7 @@ class BaseModel:
                 tags = checkpoint_tags(self.save_dir, suffix)
                 known = f"available: {', '.join(tags)}" if tags else f"no *{suffix} checkpoint in {self.save_dir}"
                 raise InputError(f"checkpoint {path} not found (--which_epoch {tag}); {known}")
-            load_weights(getattr(self, "net" + name), path, self.checkpoint_adapter(name))
+            load_weights(getattr(self, "net" + name), path)
 
     def state_dict(self) -> dict:
         """Networks, optimizers and schedulers: everything the model holds for an exact resume."""
@@ -314,7 +309,15 @@ class BaseModel:
             "schedulers": [s.state_dict() for s in self.schedulers],
             "amp": getattr(self.opt, "amp", "none"),
             "scaler": self.scaler.state_dict(),
+            "extra": self.extra_state(),
         }
+
+    def extra_state(self) -> dict:
+        """What else an exact resume needs besides networks, optimizers and schedulers (e.g. image pools)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore what `extra_state` returned."""
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` returned."""
@@ -329,6 +332,7 @@ class BaseModel:
             print0(f"note: the state was trained with --amp {saved_amp}; continuing with --amp {amp}")
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        self.load_extra_state(state.get("extra", {}))
 
     @staticmethod
     def set_requires_grad(nets: nn.Module | list[nn.Module], requires_grad: bool) -> None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from util.distributed import print0
 from util.io import InputError, atomic_torch_save
 
 STATE_FORMAT_VERSION = 1
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def strip_wrapper_prefixes(state: dict) -> dict:
@@ -57,16 +59,37 @@ def read_checkpoint(path: str | os.PathLike, weights_only: bool = True) -> dict:
         raise InputError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def load_weights(net: nn.Module, path: str | os.PathLike,
-                 adapt: Callable[[dict, nn.Module], dict] | None = None) -> None:
+def upgrade_legacy_norm_keys(state: dict, net: nn.Module) -> dict:
+    """Make a state_dict written by an old PyTorch load into `net`: InstanceNorm layers that keep no running
+    statistics drop the `running_mean`/`running_var` that PyTorch <= 0.3 saved for them (they never entered
+    the output), and BatchNorm layers get the `num_batches_tracked` counter (0) that PyTorch < 0.4.1 did not
+    write. A note says how many keys were dropped or added."""
+    dropped, added = [], []
+    state = dict(state)
+    for name, module in net.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(module, INSTANCE_NORMS) and not module.track_running_stats:
+            for leaf in ("running_mean", "running_var"):
+                if state.pop(prefix + leaf, None) is not None:
+                    dropped.append(prefix + leaf)
+        elif isinstance(module, BATCH_NORMS) and module.track_running_stats:
+            key = prefix + "num_batches_tracked"
+            if key not in state and prefix + "running_mean" in state:
+                state[key] = torch.tensor(0, dtype=torch.long)
+                added.append(key)
+    if dropped or added:
+        print0(f"note: old-PyTorch checkpoint: dropped {len(dropped)} InstanceNorm running statistics, added "
+               f"{len(added)} BatchNorm num_batches_tracked counters")
+    return state
+
+
+def load_weights(net: nn.Module, path: str | os.PathLike) -> None:
     """Load weights strictly; a partial match is refused with the missing/unexpected keys named.
 
-    `adapt(state, net)` may first rewrite the file's state_dict (e.g. drop keys an older PyTorch wrote).
+    Wrapper prefixes (`module.`, `_orig_mod.`) are stripped and old-PyTorch norm keys upgraded first.
     """
-    state = strip_wrapper_prefixes(read_checkpoint(path))
     target = unwrap(net)
-    if adapt is not None:
-        state = adapt(state, target)
+    state = upgrade_legacy_norm_keys(strip_wrapper_prefixes(read_checkpoint(path)), target)
     expected = target.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

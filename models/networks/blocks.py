@@ -7,6 +7,7 @@ Submodule names (`main`, Sequential indices) are chosen so that state dicts matc
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Iterable
 
@@ -89,3 +90,46 @@ def xavier_uniform_init(net: nn.Module) -> nn.Module:
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     return net
+
+
+# --- pix2pix-style blocks (PATN's generator and discriminator; tengteng95/Pose-Transfer models/networks.py) ----
+
+PADDINGS = ("reflect", "replicate", "zero")
+
+
+def norm_layer(norm: str) -> type[nn.Module] | functools.partial:
+    """pix2pix's `get_norm_layer`: 'batch' = affine BatchNorm2d, 'instance' = InstanceNorm2d without affine
+    parameters or running statistics (so its convolutions carry biases instead)."""
+    if norm == "batch":
+        return functools.partial(nn.BatchNorm2d, affine=True)
+    if norm == "instance":
+        return functools.partial(nn.InstanceNorm2d, affine=False)
+    raise ValueError(f"unknown norm {norm!r}; available: batch, instance")
+
+
+def padded_conv3x3(in_channels: int, out_channels: int, padding_type: str, bias: bool) -> list[nn.Module]:
+    """[pad 1, conv 3x3] with the padding as a module (reflect, replicate) or inside the conv (zero, no module,
+    so the Sequential indices after it shift as they do in the official code)."""
+    if padding_type not in PADDINGS:
+        raise ValueError(f"unknown padding {padding_type!r}; available: {', '.join(PADDINGS)}")
+    if padding_type == "zero":
+        return [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)]
+    pad = nn.ReflectionPad2d(1) if padding_type == "reflect" else nn.ReplicationPad2d(1)
+    return [pad, nn.Conv2d(in_channels, out_channels, 3, padding=0, bias=bias)]
+
+
+def residual_conv_block(in_channels: int, hidden: int, out_channels: int, norm: str, dropout: bool, bias: bool,
+                        padding_type: str = "reflect", last_norm: bool = True) -> nn.Sequential:
+    """pix2pix's ResnetBlock body: [pad, conv in->hidden, norm, ReLU, dropout, pad, conv hidden->out, (norm)].
+
+    Without dropout an nn.Identity holds its place, so that the indices (state_dict keys) stay those of the
+    trained official networks, which all use dropout. `last_norm=False` ends at the second conv (PATN's pose
+    path, whose output becomes the attention logits).
+    """
+    make_norm = norm_layer(norm)
+    layers = padded_conv3x3(in_channels, hidden, padding_type, bias)
+    layers += [make_norm(hidden), nn.ReLU(True), nn.Dropout(0.5) if dropout else nn.Identity()]
+    layers += padded_conv3x3(hidden, out_channels, padding_type, bias)
+    if last_norm:
+        layers.append(make_norm(out_channels))
+    return nn.Sequential(*layers)

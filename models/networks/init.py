@@ -5,11 +5,14 @@ from torch import nn
 from torch.nn import init
 
 
-def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) -> nn.Module:
-    """Initialise every Conv*/Linear weight of `net` (biases to 0) and BatchNorm weights ~ N(1, gain).
+def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02, zero_bias: bool = True,
+                 norm_std: float | None = None) -> nn.Module:
+    """Initialise every Conv*/Linear weight of `net` (biases to 0) and BatchNorm weights ~ N(1, norm_std).
 
-    init_type: normal | xavier | kaiming | orthogonal. Models whose paper uses another scheme
-    (e.g. PG2's Xavier on G and uniform on D) apply their own after this.
+    init_type: normal | xavier | kaiming | orthogonal; `gain` is the std (normal) or gain (xavier,
+    orthogonal); `norm_std` defaults to `gain`. `zero_bias=False` keeps PyTorch's default biases, as the
+    2017 pix2pix code (and PATN, which inherits it) does. Models whose paper uses another scheme
+    (e.g. PG2's Xavier on G and uniform on D) apply their own instead.
     """
     schemes = {
         "normal": lambda w: init.normal_(w, 0.0, gain),
@@ -25,10 +28,10 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
         weight = getattr(m, "weight", None)
         if weight is not None and ("Conv" in name or "Linear" in name):
             schemes[init_type](weight.data)
-            if getattr(m, "bias", None) is not None:
+            if zero_bias and getattr(m, "bias", None) is not None:
                 init.zeros_(m.bias.data)
         elif "BatchNorm2d" in name and weight is not None:
-            init.normal_(m.weight.data, 1.0, gain)
+            init.normal_(m.weight.data, 1.0, gain if norm_std is None else norm_std)
             init.zeros_(m.bias.data)
 
     net.apply(apply)

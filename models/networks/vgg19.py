@@ -37,6 +37,7 @@ def _relu_names() -> dict[str, int]:
 
 
 RELU_INDEX = _relu_names()
+FEATURES_DEPTH = 2 * sum(item != "M" for item in VGG19_CONFIG) + VGG19_CONFIG.count("M")  # 37 modules
 
 
 def vgg19_layers(depth: int) -> nn.Sequential:
@@ -57,19 +58,21 @@ class VGG19Features(nn.Module):
     ImageNet normalisation, as DPTN feeds its [-1, 1] images).
 
     Args:
-        taps: names like 'relu2_2'; the network is cut after the deepest one.
+        taps: names like 'relu2_2', or indices into `features` (the output of that module); the network is
+            cut after the deepest one.
         weights: a path to torchvision's vgg19 file, or a folder holding it; None = the torch hub cache.
         random_init: skip loading (tests and offline demos only; warns loudly).
     """
 
-    def __init__(self, taps: tuple[str, ...], weights: str | os.PathLike | None = None,
+    def __init__(self, taps: tuple[str | int, ...], weights: str | os.PathLike | None = None,
                  random_init: bool = False) -> None:
         super().__init__()
-        unknown = [t for t in taps if t not in RELU_INDEX]
+        unknown = [t for t in taps if not (t in RELU_INDEX if isinstance(t, str) else 0 <= t < FEATURES_DEPTH)]
         if unknown:
-            raise ValueError(f"unknown VGG19 taps {unknown}; available: {', '.join(RELU_INDEX)}")
+            raise ValueError(f"unknown VGG19 taps {unknown}; available: {', '.join(RELU_INDEX)} or an index "
+                             f"0..{FEATURES_DEPTH - 1} of vgg19().features")
         self.taps = tuple(taps)
-        self.tap_index = {RELU_INDEX[t]: t for t in taps}
+        self.tap_index = {RELU_INDEX[t] if isinstance(t, str) else t: t for t in taps}
         self.features = vgg19_layers(max(self.tap_index) + 1)
         if random_init:
             warn_random_weights("the VGG19 of the perceptual and style losses", "--vgg_random_init")
