@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from data import create_dataloader, create_dataset
+from data.geometry import uint8_to_dataset_frame
 from models import allow_compile_fallback, create_model
 from options.test_options import TestOptions
 from util.cpu_memory import set_cpu_memory_policy
@@ -21,6 +22,7 @@ from util.distributed import build_context
 from util.html import HTML
 from util.image import save_image, uint8_to_tensor
 from util.io import InputError, atomic_write_text, report_input_errors
+from util.patn_drawing import skeleton_tile
 from util.pose_drawing import draw_skeleton
 
 PANEL_LABELS = ("source", "source pose", "target", "target pose", "generated")
@@ -46,7 +48,8 @@ def claim_results_dir(opt) -> None:
     folder = Path(opt.results_dir)
     owner = f"name: {opt.name}\nmodel: {opt.model}\nwhich_epoch: {opt.which_epoch}\n"
     marker = folder / RESULTS_MARKER
-    if folder.is_dir() and any(folder.glob("*_vis.*")) and not opt.overwrite:
+    held = any(folder.glob("*_vis.*")) or any(folder.glob("images/*_vis.*"))
+    if folder.is_dir() and held and not opt.overwrite:
         previous = marker.read_text() if marker.is_file() else "(unknown: no results_of.txt)"
         if previous != owner:
             raise InputError(f"{folder} already holds results of {' '.join(previous.split())}; pass "
@@ -97,6 +100,39 @@ class ResultWriter:
             self.html.save()
 
 
+class PanelWriter:
+    """--result_layout patn5: PATN's test output, `images/<source>___<target>_vis.jpg` panels of five tiles
+    (source | source pose | target | target pose | generated, each at dataset resolution, skeletons drawn from
+    the pose maps as the official test draws them) and `index.html` beside `images/`."""
+
+    def __init__(self, opt, dataset) -> None:
+        self.opt = opt
+        self.dataset = dataset
+        self.results_dir = Path(opt.results_dir)
+        self.html = HTML(self.results_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, "
+                                           f"Epoch = {opt.which_epoch}")
+        self.count = 0
+
+    def skeletons(self, maps: torch.Tensor) -> np.ndarray:
+        """uint8 (B, H, W, 3) skeleton tiles of (B, 18, Hn, Wn) pose maps, brought to the dataset frame."""
+        tiles = np.stack([skeleton_tile(m.float().cpu().numpy()) for m in maps])
+        return uint8_to_dataset_frame(tiles, self.dataset.image_size, self.dataset.frame)
+
+    def write(self, batch: dict, generated: torch.Tensor) -> None:
+        to_uint8 = self.dataset.output_to_uint8
+        tiles = [to_uint8(batch["source_image"]), self.skeletons(batch["source_pose"]),
+                 to_uint8(batch["target_image"]), self.skeletons(batch["target_pose"]), to_uint8(generated)]
+        for i, (source, target) in enumerate(zip(batch["source_name"], batch["target_name"])):
+            name = f"{source}___{target}_vis.jpg"
+            save_image(np.concatenate([t[i] for t in tiles], axis=1), self.html.get_image_dir() / name)
+            self.html.add_header(f"{source}___{Path(target).stem}")
+            self.html.add_images([f"images/{name}"], ["vis"], [f"images/{name}"], width=self.opt.display_winsize)
+        self.count += len(batch["source_name"])
+
+    def close(self) -> None:
+        self.html.save()
+
+
 @report_input_errors
 def main(argv: list[str] | None = None) -> int:
     """Parse, generate, return the exit status (2 for bad input)."""
@@ -112,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     model.setup()
     claim_results_dir(opt)
     options.save(opt)
-    writer = ResultWriter(opt, dataset)
+    writer = PanelWriter(opt, dataset) if opt.result_layout == "patn5" else ResultWriter(opt, dataset)
     total = int(min(opt.how_many, len(dataset)))
     with tqdm(total=total, unit="img", dynamic_ncols=True) as bar:
         for batch in loader:
@@ -126,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             if writer.count >= total:
                 break
     writer.close()
-    where = f" and {Path(opt.results_dir) / 'web' / 'index.html'}" if writer.html is not None else ""
+    where = f" and {writer.html.web_dir / 'index.html'}" if writer.html is not None else ""
     print(f"wrote {writer.count} generated images to {opt.results_dir}{where}")
     return 0
 

@@ -2,7 +2,9 @@
 
 PairDataset reads the official layout (`<root>/<phase>/` images, an annotation CSV and a pair CSV), validates
 it completely at construction, and returns one dict per pair in the network frame (data/geometry.py).
-Specs: evaluation.md 2-3, pg2.md 2, dptn.md 6.
+The layout is that of tengteng95/Pose-Transfer and of PangzeCheung/Dual-task-Pose-Transformer-Network
+(`data/market_dataset.py`, `data/fashion_dataset.py`); the inputs per model are in docs/models/pg2.md,
+docs/models/dptn.md and docs/models/patn.md.
 """
 from __future__ import annotations
 
@@ -306,7 +308,7 @@ class PairDataset(BaseDataset):
         return uint8_to_tensor(np.array(image_to_network(image, self.frame)))  # (3, Hn, Wn) in [-1, 1]
 
     def _pose(self, keypoints: np.ndarray) -> torch.Tensor:
-        """(18, Hn, Wn) pose maps; under pad256 built in the dataset frame, then padded (pg2.md 2.4)."""
+        """(18, Hn, Wn) pose maps; under pad256 built in the dataset frame, then padded (geometry.pad_maps)."""
         padded = self.frame == "pad256"
         outside = self.opt.keypoints_outside == "draw"
         kps = keypoints if padded else keypoints_to_network(keypoints, self.image_size, self.frame, outside)

@@ -1,4 +1,7 @@
-"""DeepFashion In-shop, PATN split, in the official layout (evaluation.md 2, dptn.md 6.1): 256x176 crops.
+"""DeepFashion In-shop, PATN split, in the official layout: 256x176 crops.
+
+The layout (`train/`, `test/`, `fasion-resize-annotation-<phase>.csv`, `fasion-resize-pairs-<phase>.csv`) is
+that of tengteng95/Pose-Transfer and of PangzeCheung/Dual-task-Pose-Transformer-Network `data/fashion_dataset.py`.
 
 `--fashion_frame` chooses what the networks see: 'native' 256x176, 'pad256' (PG2: 40 white columns each
 side) or 'stretch256' (official DPTN: stretched to 256x256); see data/geometry.py.

@@ -1,11 +1,15 @@
-"""The network frame versus the dataset frame (pg2.md 2.4, dptn.md 6.3 and 7).
+"""The network frame versus the dataset frame (see docs/models/pg2.md and docs/models/dptn.md).
 
 Frames:
 - 'native':     the network sees the dataset frame (Market 128x64; DeepFashion 256x176).
 - 'pad256':     DeepFashion 256x176 padded with 40 white columns on each side to 256x256; keypoint x + 40
-                (PG2's paper geometry). Outputs are cropped back to columns [40, 216).
+                (the 256x256 network of Ma et al., "Pose Guided Person Image Generation", NeurIPS 2017).
+                Outputs are cropped back to columns [40, 216).
 - 'stretch256': DeepFashion stretched to 256x256 as the official DPTN loader does (torchvision bilinear
-                resize of the PIL image); keypoints scaled in float and truncated. Outputs are resized back.
+                resize of the PIL image, PangzeCheung/Dual-task-Pose-Transformer-Network
+                `data/fashion_dataset.py`); keypoints scaled in float and truncated (its `util/pose_utils.py`
+                `cords_to_map`). Outputs are resized back, as its `models/base_model.py` `save_results` does
+                with cv2 bilinear.
 Sizes are (H, W).
 """
 from __future__ import annotations
@@ -91,7 +95,7 @@ def image_to_network(image: Image.Image, frame: str) -> Image.Image:
 def pad_maps(maps: torch.Tensor, dataset_size: tuple[int, int], frame: str, fill: float) -> torch.Tensor:
     """Pose maps or masks (C, H, W) built in the dataset frame -> 'pad256' frame, padded with `fill`.
 
-    Only 'pad256' pads maps (pg2.md 2.4: pose channels 0, or -1 under tf_disc; masks 0); other frames
+    Only 'pad256' pads maps (pose channels with 0, or -1 under tf_disc; masks with 0); other frames
     build their maps directly in the network frame, so calling this for them is a programming error.
     """
     if frame != "pad256":

@@ -1,7 +1,10 @@
 """Keypoint maths on OpenPose COCO-18 (y, x) arrays: visibility, pose maps, flips and body masks.
 
-Specs: evaluation.md 2.3 (order, flip) and 5.2 (evaluation mask); pg2.md 2.2 (pose maps) and 2.3 (PG2/HPT
-training masks). Keypoints are int64 arrays (18, 2) of (row, column); -1 marks a missing point.
+Sources: the OpenPose COCO-18 order of the annotation CSVs of tengteng95/Pose-Transfer (the limb table of
+its `tool/pose_utils.py` fits it); the evaluation mask is that file's `produce_ma_mask`; the training masks
+are TF PG2's `_getPoseMask` (charliememory/Pose-Guided-Person-Image-Generation `datasets/convert_market.py`)
+and HPT's `key_point_to_mask` (budui/Human-Pose-Transfer `tool/generate_pose_map_add_mask.py`).
+Keypoints are int64 arrays (18, 2) of (row, column); -1 marks a missing point.
 Everything is vectorised over pixels; loops run only over limbs and stamped points.
 """
 from __future__ import annotations
@@ -20,7 +23,7 @@ KEYPOINT_NAMES = (
     "r-knee", "r-ankle", "l-hip", "l-knee", "l-ankle", "r-eye", "l-eye", "r-ear", "l-ear",
 )
 
-# left/right partners; a horizontal flip swaps them (evaluation.md 2.3)
+# left/right partners of the COCO-18 order; a horizontal flip swaps them
 FLIP_PAIRS = ((2, 5), (3, 6), (4, 7), (8, 11), (9, 12), (10, 13), (14, 15), (16, 17))
 
 
@@ -34,14 +37,15 @@ def _flip_permutation() -> tuple[int, ...]:
 # flipped[i] = mirrored[FLIP_PERMUTATION[i]]; the permutation is its own inverse
 FLIP_PERMUTATION = _flip_permutation()
 
-# the 23 limbs of the evaluation mask and the PG2 training mask (evaluation.md 5.2): COCO-18 limbs with the
-# ears joined to the neck, plus hip-hip, hip-shoulder (x2) and ear-ear fillers
+# the 23 limbs of the evaluation mask (Pose-Transfer `produce_ma_mask`) and of the PG2 training mask (TF
+# `_getPoseMask`), 0-based: COCO-18 limbs with the ears joined to the neck, plus hip-hip, hip-shoulder (x2)
+# and ear-ear fillers
 EVAL_LIMBS = (
     (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13),
     (1, 0), (0, 14), (14, 16), (0, 15), (15, 17), (1, 16), (1, 17), (8, 11), (11, 5), (8, 2), (16, 17),
 )
 
-# the 19 standard COCO-18 limbs (HPT's mask recipe, pg2.md 2.3)
+# the 19 standard COCO-18 limbs (HPT's mask recipe, its `LIMB_SEQ`)
 COCO_LIMBS = (
     (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13),
     (1, 0), (0, 14), (14, 16), (0, 15), (15, 17), (2, 16), (5, 17),
@@ -71,7 +75,7 @@ def visible(keypoints, height: int, width: int) -> np.ndarray:
 
 
 def drop_outside(keypoints, height: int, width: int) -> np.ndarray:
-    """A copy with every point outside the frame set to -1 (the spec treats those as missing)."""
+    """A copy with every point outside the frame set to -1 (treated as missing: docs/evaluation.md)."""
     kps = _as_array(keypoints).copy()
     kps[~visible(kps, height, width)] = MISSING
     return kps
@@ -122,7 +126,8 @@ def pixel_pose_maps(keypoints, height: int, width: int) -> torch.Tensor:
 def disc_pose_maps(keypoints, height: int, width: int, radius: int = 4) -> torch.Tensor:
     """float32 (18, H, W): TF PG2's `--pose_encoding tf_disc`, +1 on a disc i^2+j^2 <= r^2, else -1.
 
-    Missing points give an all -1 channel (pg2.md 2.2: discs of 1 on a zero map, then 2p-1).
+    Missing points give an all -1 channel: TF draws discs of 1 on a zero map (`_getSparsePose` in
+    `datasets/convert_market.py`), then maps it with 2p - 1.
     """
     kps = _as_array(keypoints)
     vis = torch.from_numpy(visible(kps, height, width))
@@ -201,7 +206,7 @@ def _hpt_mask(kps: np.ndarray, vis: np.ndarray, height: int, width: int) -> np.n
 
 
 def body_mask(keypoints, height: int, width: int, recipe: str = "pg2") -> np.ndarray:
-    """bool (H, W) training body mask M_B (pg2.md 2.3), recipe 'pg2' (TF, default) or 'hpt'.
+    """bool (H, W) training body mask M_B of Ma et al. 2017, recipe 'pg2' (TF, default) or 'hpt'.
 
     Points outside the frame count as missing; no visible limb or point gives an empty mask.
     """
@@ -215,7 +220,7 @@ def body_mask(keypoints, height: int, width: int, recipe: str = "pg2") -> np.nda
 
 
 def evaluation_mask(keypoints, height: int, width: int, radius: int = 4) -> np.ndarray:
-    """bool (H, W) mask of mask-SSIM / mask-IS (evaluation.md 5.2, PATN's produce_ma_mask).
+    """bool (H, W) mask of mask-SSIM / mask-IS (Pose-Transfer `tool/pose_utils.py` `produce_ma_mask`).
 
     Width-8 quadrilaterals along the 23 limbs, discs of radius 4 at every visible point, 5x5 closing.
     """

@@ -1,4 +1,8 @@
-"""Market-1501 in the official layout (evaluation.md 2, dptn.md 6.1): 128x64 crops, never padded or resized."""
+"""Market-1501 in the official layout: 128x64 crops, never padded or resized.
+
+The layout (`train/`, `test/`, `market-annotation-<phase>.csv`, `market-pairs-<phase>.csv`) is that of
+tengteng95/Pose-Transfer and of PangzeCheung/Dual-task-Pose-Transformer-Network `data/market_dataset.py`.
+"""
 from __future__ import annotations
 
 import argparse

@@ -1,8 +1,8 @@
 """Poses from outside the datasets: OpenPose JSON (COCO-18, BODY_25), COCO-17 keypoints, annotation-CSV rows.
 
-Everything is converted to this project's OpenPose COCO-18 order (evaluation.md 2.3) as float64 (18, 2) arrays
+Everything is converted to this project's OpenPose COCO-18 order (data/keypoints.py) as float64 (18, 2) arrays
 of (y, x) in the pose's own pixel frame, -1 marking a missing point. Photos are read here too (EXIF rotation
-applied); estimating a pose from a photo lives in util/keypoint_rcnn.py.
+applied); estimating a pose from a photo lives in data/keypoint_rcnn.py.
 
 A pose is named by a spec string: `pose.json`, `poses.csv` (a one-row file), `poses.csv:<image name>` or
 `poses.csv:<row number>` (rows counted from 1 after the header), or a photo (`.jpg`, `.png`, ...).
@@ -189,7 +189,7 @@ def read_pose(spec: str, estimator: Callable[[Image.Image, str], Pose] | None = 
               json_threshold: float = JSON_THRESHOLD) -> Pose:
     """The pose named by `spec`: a JSON, an annotation-CSV row, or a photo passed to `estimator`.
 
-    estimator: called as estimator(image, origin) for photos (see util/keypoint_rcnn.py); None refuses photos.
+    estimator: called as estimator(image, origin) for photos (see data/keypoint_rcnn.py); None refuses photos.
     """
     path, _ = split_spec(spec)
     suffix = path.suffix.lower()

@@ -1,7 +1,8 @@
 """A tiny dataset built once, deterministically from --seed, in the official Market or DeepFashion layout.
 
-It is written by datasets/make_synthetic.py and then read by the real Market/Fashion readers, so every run
-on it exercises the same parsing and validation as real data.
+It is written by data/synthetic_build.py (the builder behind `python -m datasets.make_synthetic`) and then
+read by the real Market/Fashion readers, so every run on it exercises the same parsing and validation as
+real data.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def ensure_synthetic(root: Path, fmt: str, people: int, seed: int) -> Path:
         raise InputError(f"--dataroot {root} holds files but no {MARKER}: it is not a complete synthetic "
                          "dataset (an interrupted build, or real data); delete it, pick another --dataroot, "
                          "or read it with --dataset_mode market/fashion")
-    from datasets.make_synthetic import make_synthetic_dataset  # only needed when building
+    from data.synthetic_build import make_synthetic_dataset  # only needed when building (and a test replaces it)
 
     root.parent.mkdir(parents=True, exist_ok=True)
     holder = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))

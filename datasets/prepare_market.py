@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from data.annotations import read_annotations, read_pairs, write_pairs
-from datasets.make_pairs import market_pairs
+from data.pairs import market_pairs
 from util.io import InputError, report_input_errors
 
 SPLIT_FOLDERS = {"train": "bounding_box_train", "test": "bounding_box_test"}

@@ -50,7 +50,7 @@ class PairScores:
 
 
 def reconstruction_metrics(gen: torch.Tensor, tgt: torch.Tensor, wanted, pad: bool) -> dict[str, torch.Tensor]:
-    """Per-image SSIM variants, PSNR, L1, MAE of uint8 (B, 3, H, W) pairs, in float64 (evaluation.md 5.1-5.4)."""
+    """Per-image SSIM variants, PSNR, L1, MAE of uint8 (B, 3, H, W) pairs, in float64 (see metrics.ssim)."""
     if pad:
         gen, tgt = pad_white_256(gen), pad_white_256(tgt)
     return ssim_ops.reconstruction_uint8(gen, tgt, wanted)

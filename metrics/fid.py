@@ -1,6 +1,7 @@
 """FID: feature statistics, a numerically stable Fréchet distance, and a real-set statistics cache.
 
-evaluation.md 5.6. Statistics are the float64 mean and `np.cov(rowvar=False)` of the pool3 features. The
+As in the GFLA/DPTN evaluators (PangzeCheung/Dual-task-Pose-Transformer-Network `metrics/metrics.py`).
+Statistics are the float64 mean and `np.cov(rowvar=False)` of the pool3 features. The
 distance is ‖μ1 - μ2‖² + tr Σ1 + tr Σ2 - 2 tr (Σ1 Σ2)^½, with the trace of the square root taken from the
 eigenvalues of Σ1^½ Σ2 Σ1^½ (symmetric, positive semi-definite, similar to Σ1 Σ2): no complex parts, no
 1e-6 fallback, and the same value as the scipy `sqrtm` reference wherever that one is accurate.

@@ -121,8 +121,8 @@ def check_pair_sizes(pairs: list[Pair], layout: Layout) -> tuple[int, int]:
 class PairDataset(Dataset):
     """Item i: {'index', 'generated', 'target' (uint8 (H, W, 3) tensors), 'mask' (optional), 'error'}.
 
-    With `keypoints` (target name -> (18, 2) array) each item also carries the evaluation.md 5.2 body mask
-    of its target, bool (H, W), built in the worker.
+    With `keypoints` (target name -> (18, 2) array) each item also carries the evaluation body mask of its
+    target (data.keypoints.evaluation_mask, PATN's `produce_ma_mask`), bool (H, W), built in the worker.
     """
 
     def __init__(self, pairs: list[Pair], layout: Layout, keypoints: dict[str, np.ndarray] | None = None) -> None:

@@ -1,6 +1,7 @@
 """Inception-v3 pool3 features (2048-d) for FID and 1008-class predictions for IS, from local weights only.
 
-Two networks (evaluation.md 5.5, 5.6):
+Two networks (FID as in PangzeCheung/Dual-task-Pose-Transformer-Network `metrics/metrics.py`; IS as in
+tengteng95/Pose-Transfer `tool/inception_score.py`; settings in docs/evaluation.md):
 - legacy: torchvision's ImageNet Inception-v3 used block by block up to the final average pool, as the
   GFLA/DPTN `metrics/inception.py` does, including its input quirk: torchvision's `transform_input` formula
   applied to [0, 1] input (the network sees about [-0.19, 0.43], not [-1, 1]). Reproduced, not fixed.

@@ -1,4 +1,5 @@
-"""Inception Score over 1008-class predictions (evaluation.md 5.5; the improved-GAN code PATN uses).
+"""Inception Score over 1008-class predictions (the improved-GAN code PATN uses: tengteng95/Pose-Transfer
+`tool/inception_score.py`).
 
 IS = exp(mean over x of KL(p(y|x) || p(y))) per split, p(y) the split's mean prediction, natural log; the
 score is the mean (and std) over splits. Split i holds rows [i·N//s, (i+1)·N//s). The reference listed files

@@ -1,8 +1,10 @@
 """LPIPS (AlexNet, v0.1) through the `lpips` package, with the AlexNet trunk from a local file.
 
-evaluation.md 5.7: `lpips.LPIPS(net='alex', version='0.1')` on RGB in [-1, 1], one value per pair, no
-padding. The package would fetch torchvision's AlexNet itself; instead it is built with `pnet_rand=True`
-(no download) and the trunk is filled from `alexnet-owt-7be5be79.pth` (torch hub cache or --weights_dir).
+As in the DPTN evaluator (PangzeCheung/Dual-task-Pose-Transformer-Network `metrics/metrics.py`, through
+PerceptualSimilarity's `net-lin` AlexNet, the same network as the pip package): `lpips.LPIPS(net='alex',
+version='0.1')` on RGB in [-1, 1], one value per pair, no padding. The package would fetch torchvision's
+AlexNet itself; instead it is built with `pnet_rand=True` (no download) and the trunk is filled from
+`alexnet-owt-7be5be79.pth` (torch hub cache or --weights_dir).
 The linear heads come from the package's own `weights/v0.1/alex.pth`, which it ships.
 """
 from __future__ import annotations

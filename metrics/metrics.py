@@ -3,10 +3,13 @@
 The official DPTN command works verbatim:
     python -m metrics.metrics --gt_path=./dataset/market/test --distorated_path=./results/DPTN_market \
         --fid_real_path=./dataset/market/train --name=./market --market
-Protocols (evaluation.md 1, 5, 6):
+Protocols (docs/evaluation.md):
 - legacy (default): what the GFLA/DPTN script computes and prints (ssim = ssim-51, ssim_256 = ssim-gauss,
   psnr, l1, mae, lpips, fid with torchvision Inception and its quirks), DeepFashion white-padded 176 -> 256
   for SSIM/PSNR/L1/MAE (and IS, as PATN); PATN-era IS, mask-SSIM and mask-IS on request (--metrics).
+  The scripts: RenYurui/Global-Flow-Local-Attention `script/metrics.py`,
+  PangzeCheung/Dual-task-Pose-Transformer-Network `metrics/metrics.py`; tengteng95/Pose-Transfer
+  `tool/getMetrics_market.py`, `tool/getMetrics_fashion.py`, `tool/inception_score.py`.
 - clean: the same per-pair metrics unpadded, FID with pytorch-fid's TF-Inception weights on every image
   (sorted), IS with pytorch-fid's input handling. Numbers are not comparable with legacy FID/IS.
 Writes <name>.json (values + provenance), <name>.csv and <name>_per_image.csv. Reads image folders and CSVs
@@ -124,7 +127,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_padding(args, size: tuple[int, int], wanted: list[str]) -> bool:
-    """Whether SSIM/PSNR/L1/MAE (and IS) see DeepFashion white-padded to 256x256 (evaluation.md 6)."""
+    """Whether SSIM/PSNR/L1/MAE (and IS) see DeepFashion white-padded to 256x256 (DPTN pad_256, PATN addBounding)."""
     if args.market and args.pad_fashion_256:
         raise InputError("--market images are never padded; drop --pad_fashion_256")
     pad = args.pad_fashion_256 if args.pad_fashion_256 is not None else (args.protocol == "legacy" and not args.market)
@@ -225,7 +228,7 @@ def plan_run(args: argparse.Namespace) -> Plan:
 
 
 def provenance_record(args: argparse.Namespace, argv: list[str] | None, plan: Plan, modes: dict) -> dict:
-    """Where every number came from: inputs, counts, padding, weights, versions (evaluation.md 1)."""
+    """Where every number came from: inputs, counts, padding, weights, versions (docs/evaluation.md)."""
     matching, layout = plan.matching, plan.matching.layout
     pairs = matching.pairs
     if layout.tiles == 1:

@@ -1,9 +1,13 @@
-"""Find the ground truth of every generated image by name, in the three result layouts of evaluation.md 3.
+"""Find the ground truth of every generated image by name, in the three result layouts of the field.
 
 single: `<from_stem>_2_<to_stem>_vis.<ext>` (test.py and the official DPTN test); the target is
-        `<to_stem>.jpg` in the ground-truth folder (DPTN's rule: the text after the last `_2_`, cut at `_vis`).
-patn5:  `<from>___<to>_vis.jpg` panels of 5 tiles (source, source pose, target, target pose, generated).
-hpt3:   `<from>___<to>_vis.jpg` panels of 3 tiles (condition, target, generated).
+        `<to_stem>.jpg` in the ground-truth folder (DPTN's rule: the text after the last `_2_`, cut at `_vis`;
+        `preprocess_path_for_deform_task` in PangzeCheung/Dual-task-Pose-Transformer-Network
+        `metrics/metrics.py`).
+patn5:  `<from>___<to>_vis.jpg` panels of 5 tiles (source, source pose, target, target pose, generated), as
+        tengteng95/Pose-Transfer writes them and its `tool/getMetrics_market.py` reads them.
+hpt3:   `<from>___<to>_vis.jpg` panels of 3 tiles (condition, target, generated), as budui/Human-Pose-Transfer
+        writes them (its evaluator slices 5 tiles by mistake, HPT issue #6).
 In the panel layouts the target is the panel's own target tile, as in the PATN and HPT evaluators.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ from util.io import atomic_write_text
 
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "scikit-image", "numba", "lpips", "pytorch-fid", "pillow")
 
-# what each metric name means, printed and stored with its value (evaluation.md 5.1-5.7)
+# what each metric name means, printed and stored with its value (docs/evaluation.md)
 VARIANTS = {
     "ssim": "ssim-51: uniform 51x51 window, sample covariance, data_range 1, images in [0,1] (GFLA/DPTN 'ssim')",
     "ssim_256": "ssim-gauss: Gaussian sigma 1.5 (11x11), population covariance, data_range = generated image's "
@@ -23,7 +23,7 @@ VARIANTS = {
     "l1": "mean |generated - target|, images in [0,1] (GFLA 'l1'; PATN's L1 on [-1,1] is twice this)",
     "mae": "sum |generated - target| / sum (generated + target), images in [0,1] (GFLA 'mae')",
     "lpips": "lpips 0.1.4 LPIPS(net='alex', version='0.1'), images in [-1,1], never padded",
-    "mask_ssim": "ssim-gauss of both uint8 images times the target-keypoint mask (evaluation.md 5.2), "
+    "mask_ssim": "ssim-gauss of both uint8 images times the target-keypoint mask (PATN produce_ma_mask), "
                  "data_range from the masked generated image",
     "mask_lpips": "LPIPS of both [-1,1] images times the target-keypoint mask (DPTN --calculate_mask)",
     "fid": "Frechet Inception Distance to the real set",

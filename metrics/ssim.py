@@ -1,7 +1,10 @@
 """Batched SSIM variants, PSNR, L1 and MAE in torch, equal to scikit-image's per-image functions.
 
-Spec: evaluation.md 5.1 (SSIM variants), 5.3 (PSNR), 5.4 (L1, MAE). Images are (B, C, H, W) tensors; every
-function returns one float64 value per image, shape (B,).
+The variants of the official evaluators: ssim-gauss as tengteng95/Pose-Transfer `tool/getMetrics_market.py`
+computes it (DPTN's "ssim_256"), ssim-51, PSNR, L1 and MAE as RenYurui/Global-Flow-Local-Attention
+`script/metrics.py` and PangzeCheung/Dual-task-Pose-Transformer-Network `metrics/metrics.py` do (settings in
+docs/evaluation.md). Images are (B, C, H, W) tensors; every function returns one float64 value per image,
+shape (B,).
 
 scikit-image filters the whole image (mode 'reflect') and then crops (win - 1) // 2 pixels from every side of
 the SSIM map. The filter radius equals that crop, so the kept pixels never see the padding: filtering only
@@ -18,28 +21,9 @@ import numpy as np
 import torch
 
 from metrics import ssim_cpu
+from metrics.ssim_window import K1, K2, gaussian_taps, ssim_window
 
-K1, K2 = 0.01, 0.03
-GAUSS_TRUNCATE = 3.5  # scikit-image's choice: sigma 1.5 gives an 11-tap window, as in Wang et al. 2004
 CHUNK_ELEMENTS = 1 << 17  # pixels·channels per chunk; 4 float64 moments of it is about 4 MB
-
-
-def gaussian_radius(sigma: float, truncate: float = GAUSS_TRUNCATE) -> int:
-    """scipy.ndimage's radius for a Gaussian filter: int(truncate * sigma + 0.5)."""
-    return int(truncate * sigma + 0.5)
-
-
-def ssim_window(sigma: float) -> int:
-    """Window side of the Gaussian variant (11 for sigma 1.5, 9 for sigma 1.2)."""
-    return 2 * gaussian_radius(sigma) + 1
-
-
-def gaussian_taps(sigma: float, truncate: float = GAUSS_TRUNCATE) -> list[float]:
-    """The normalised 1-D Gaussian of scipy.ndimage.gaussian_filter1d, 2r+1 taps."""
-    radius = gaussian_radius(sigma, truncate)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    taps = torch.exp(-0.5 * (x / sigma) ** 2)
-    return (taps / taps.sum()).tolist()
 
 
 def _weighted_valid(x: torch.Tensor, taps: list[float], dim: int) -> torch.Tensor:
@@ -167,8 +151,8 @@ def ssim_gaussian(gen: torch.Tensor, ref: torch.Tensor, sigma: float = 1.5,
 
     Equals `structural_similarity(g, r, channel_axis=-1, gaussian_weights=True, sigma=sigma,
     use_sample_covariance=sample_covariance, data_range=R)` per image, computed in float64. R defaults to
-    each generated image's own max - min (evaluation.md 5.1); a constant generated image then has R = 0 and
-    gives NaN, as the reference does (callers report such images separately).
+    each generated image's own max - min (as the PATN script does); a constant generated image then has
+    R = 0 and gives NaN, as the reference does (callers report such images separately).
     """
     win = ssim_window(sigma)
     _check_pair(gen, ref, win)

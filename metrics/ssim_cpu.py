@@ -18,6 +18,8 @@ import functools
 import numpy as np
 from numba import njit
 
+from metrics.ssim_window import K1, K2, gaussian_taps
+
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _row_moments(x, y, i, out):
@@ -207,8 +209,6 @@ def error_sums(gen: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 def compile_kernels() -> None:
     """Compile the evaluator's kernels for uint8 images now, e.g. before loader workers fork and inherit them."""
-    from metrics.ssim import K1, K2, gaussian_taps  # the constants live with the torch version
-
     image = np.zeros((1, 1, 51, 51), dtype=np.uint8)
     ssim_uniform(image, image, 51, np.ones(1), 1.0, K1, K2)
     ssim_gaussian(image, image, gaussian_taps(1.5), np.ones(1), 1.0, K1, K2)

@@ -32,6 +32,11 @@ class TestOptions(BaseOptions):
                        help="allow replacing results of another run or epoch in --results_dir")
         g.add_argument("--only_generated", action="store_true",
                        help="write only the generated images at dataset resolution (no HTML page, no panels)")
+        g.add_argument("--result_layout", type=str, default="single", choices=["single", "patn5"],
+                       help="single: <source stem>_2_<target stem>_vis.<ext> generated images (DPTN, GFLA and "
+                            "`metrics --layout single`); patn5: PATN's panels source | source pose | target | "
+                            "target pose | generated as images/<source>___<target>_vis.jpg with an index.html "
+                            "(the PATN-era evaluation scripts and `metrics --layout patn5`)")
         return parser
 
     def derive(self, opt: Options) -> None:
@@ -43,3 +48,6 @@ class TestOptions(BaseOptions):
         super().validate(opt)
         if opt.how_many < 1:
             raise InputError(f"--how_many must be >= 1, got {opt.how_many}")
+        if opt.result_layout == "patn5" and (opt.only_generated or opt.image_format != "jpg"):
+            raise InputError("--result_layout patn5 writes PATN's JPEG panels and their page; it contradicts "
+                             "--only_generated and --image_format png")

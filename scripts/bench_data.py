@@ -2,7 +2,7 @@
 
     python -m scripts.bench_data [--people 24] [--batch_size 8] [--batches 10] [--workers 0,2]
 
-Builds the synthetic datasets (datasets/make_synthetic.py) in a temporary folder, then times the real
+Builds the synthetic datasets (data/synthetic_build.py) in a temporary folder, then times the real
 DataLoader (data.create_dataloader) over the train split with flips on, with and without the body mask,
 for Market and for each DeepFashion frame. A benchmark that prints a table, not a test.
 """

@@ -69,7 +69,7 @@ def pad_256(image: np.ndarray) -> np.ndarray:
 
 
 def loop_scores(gt: np.ndarray, pred: np.ndarray, float32_input: bool = False) -> dict[str, float]:
-    """One pair, the official script's calls on float64 input (evaluation.md 5.1: cast to float64).
+    """One pair, the official script's calls on float64 input (the old scikit-image it ran on cast to float64).
 
     `float32_input` reproduces DPTN's img/255 in float32 before the cast (moves PSNR by ~1e-6, SSIM ~1e-8).
     """

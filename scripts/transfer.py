@@ -6,7 +6,7 @@
 
 The model's flags are those of test.py (same registries; `--dataset_mode` picks the geometry, no dataroot is
 read). Poses come from OpenPose JSON (COCO-18 or BODY_25), annotation-CSV rows, or photos through Keypoint
-R-CNN (util/keypoint_rcnn.py). The person is cropped to the dataset's aspect ratio, padded and resized
+R-CNN (data/keypoint_rcnn.py). The person is cropped to the dataset's aspect ratio, padded and resized
 (data/framing.py), and every item is built by the datasets' own PairDataset.make_item, so the model sees
 what test.py would give it; the output goes back to the dataset frame as test.py does.
 """
@@ -36,7 +36,7 @@ from util.cpu_memory import set_cpu_memory_policy
 from util.distributed import build_context
 from util.image import save_image
 from util.io import InputError, report_input_errors
-from util.keypoint_rcnn import KEYPOINT_THRESHOLD, PERSON_THRESHOLD, KeypointRCNNEstimator
+from data.keypoint_rcnn import KEYPOINT_THRESHOLD, PERSON_THRESHOLD, KeypointRCNNEstimator
 from util.pose_drawing import draw_skeleton
 
 READERS = {"market": MarketDataset, "fashion": FashionDataset}  # opt.data_format -> geometry

@@ -41,7 +41,8 @@ def test_linear_schedule_is_constant_then_decays_linearly():
 
 
 def test_dptn_schedule_figures():
-    # dptn.md section 9: epochs 1-100 at 2e-4; 101 -> 1.9802e-4; 150 -> 1.0099e-4; 200 -> 1.98e-6
+    # the official LambdaLR (`models/base_function.py` get_scheduler, iter_start 1): epochs 1-100 at 2e-4;
+    # 101 -> 1.9802e-4; 150 -> 1.0099e-4; 200 -> 1.98e-6
     lr = [2e-4 * r for r in rates("linear", 200, niter=100, niter_decay=100)]
     assert lr[99] == pytest.approx(2e-4) and lr[100] == pytest.approx(1.9802e-4, rel=1e-4)
     assert lr[149] == pytest.approx(1.0099e-4, rel=1e-3) and lr[199] == pytest.approx(1.98e-6, rel=1e-2)

@@ -67,7 +67,7 @@ def test_keypoints_land_where_their_pixels_went():
         for (y, x), (yn, xn) in zip(kps[:-1], mapped[:-1]):
             red, green = int(net[yn, xn, 0]), int(net[yn, xn, 1])
             assert green == y and abs(red - x) <= (0 if frame != "stretch256" else 1), (frame, x, red)
-    # dptn.md 6.3: the official loader put a keypoint at x=90 on column 130
+    # the official DPTN loader (`data/fashion_dataset.py`, `util/pose_utils.py`) puts a keypoint at x=90 on column 130
     assert keypoints_to_network(np.array([[100, 90]]), FASHION, "stretch256").tolist() == [[100, 130]]
     assert keypoints_to_network(np.array([[100, 90]]), FASHION, "pad256").tolist() == [[100, 130]]
 
@@ -297,7 +297,7 @@ def test_keypoints_outside_the_frame_are_errors_or_missing(market_copy, dataset_
 
 @pytest.fixture
 def fake_builder(monkeypatch, make_pose_dataset):
-    """Stand-in for datasets.make_synthetic (another module's job) that writes the tiny layout."""
+    """Stand-in for data.synthetic_build (another module's job) that writes the tiny layout."""
     calls = []
 
     def make_synthetic_dataset(out, fmt, people, seed):
@@ -305,9 +305,9 @@ def fake_builder(monkeypatch, make_pose_dataset):
         make_pose_dataset(out, fmt, people=people, views=2, seed=seed)
         return {"people": people}
 
-    module = types.ModuleType("datasets.make_synthetic")
+    module = types.ModuleType("data.synthetic_build")
     module.make_synthetic_dataset = make_synthetic_dataset
-    monkeypatch.setitem(sys.modules, "datasets.make_synthetic", module)
+    monkeypatch.setitem(sys.modules, "data.synthetic_build", module)
     return calls
 
 
@@ -326,13 +326,13 @@ def test_synthetic_options_and_build_once(fake_builder, dataset_opt, tmp_path, m
 
 def test_synthetic_concurrent_builds(fake_builder, tmp_path):
     root, errors, gate = tmp_path / "market_p2_s0", [], threading.Barrier(2)
-    original = sys.modules["datasets.make_synthetic"].make_synthetic_dataset
+    original = sys.modules["data.synthetic_build"].make_synthetic_dataset
 
     def racing(out, fmt, people, seed):
         gate.wait(timeout=10)  # both processes are mid-build at the same time
         return original(out, fmt, people, seed)
 
-    sys.modules["datasets.make_synthetic"].make_synthetic_dataset = racing
+    sys.modules["data.synthetic_build"].make_synthetic_dataset = racing
 
     def start():
         try:
@@ -368,7 +368,7 @@ def test_dataset_hooks_add_their_flags():
 
 
 def test_synthetic_with_the_real_builder(tmp_path, dataset_opt, monkeypatch):
-    pytest.importorskip("datasets.make_synthetic")
+    pytest.importorskip("data.synthetic_build")
     monkeypatch.chdir(tmp_path)
     opt = dataset_opt("synthetic", is_train=True, synthetic_people=4, seed=3, mask_recipe="pg2", flip_prob=0.5)
     dataset = SyntheticDataset(opt)

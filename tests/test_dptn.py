@@ -1,4 +1,5 @@
-"""DPTN (specs/dptn.md): network sizes, state_dict layout, official checkpoints, forward, losses, init, schedule.
+"""DPTN (Zhang et al., "Exploring Dual-task Correlation for Pose Guided Person Image Generation", CVPR 2022):
+network sizes, state_dict layout, official checkpoints, forward, losses, init, schedule.
 
 The networks are the real ones (G 9.79M parameters); forward passes run at 128x64 and 256x256 on tiny batches.
 Golden values were produced by the official code (PangzeCheung/Dual-task-Pose-Transformer-Network @ 59a7590,
@@ -29,15 +30,16 @@ from util.distributed import RunContext
 from util.io import InputError
 
 CPU = RunContext(device=torch.device("cpu"))
-SHARED_SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "specs"
-REPO_SPECS = Path(__file__).resolve().parent / "data"
+# state_dict listings of the official model; the repository keeps copies, checked against ../shared when present
+SHARED_LISTINGS = Path(__file__).resolve().parents[1].parent / "shared" / "specs"
+REPO_LISTINGS = Path(__file__).resolve().parent / "data"
 MARKET_README = ["--dis_layers=3", "--lambda_g=5", "--lambda_rec", "2", "--t_s_ratio=0.8"]
 
 
 # --- listings -------------------------------------------------------------------------------------------
 
 def listing_dir(where: str) -> Path:
-    folder = SHARED_SPECS if where == "shared" else REPO_SPECS
+    folder = SHARED_LISTINGS if where == "shared" else REPO_LISTINGS
     if not (folder / "dptn_G_state_dict.txt").is_file():
         pytest.skip(f"no listing files in {folder}")
     return folder
@@ -108,10 +110,10 @@ def test_discriminator_state_dict_equals_listing(where, layers, section, entries
 
 
 def test_repo_listings_equal_the_shared_ones():
-    if not (SHARED_SPECS / "dptn_G_state_dict.txt").is_file():
+    if not (SHARED_LISTINGS / "dptn_G_state_dict.txt").is_file():
         pytest.skip("../shared is absent")
     for name in ("dptn_G_state_dict.txt", "dptn_D_state_dict.txt"):
-        assert (REPO_SPECS / name).read_text() == (SHARED_SPECS / name).read_text()
+        assert (REPO_LISTINGS / name).read_text() == (SHARED_LISTINGS / name).read_text()
 
 
 # --- checkpoints in the official layout -----------------------------------------------------------------
@@ -132,7 +134,7 @@ def official_layout_checkpoint(listing: Path, section: str | None, prefix: str, 
 
 @pytest.mark.parametrize("prefix", ["", "module.", "_orig_mod.", "module._orig_mod."])
 def test_official_generator_checkpoint_loads_strictly_and_round_trips(tmp_path, prefix):
-    listing = REPO_SPECS / "dptn_G_state_dict.txt"
+    listing = REPO_LISTINGS / "dptn_G_state_dict.txt"
     official = official_layout_checkpoint(listing, None, prefix)
     torch.save(official, tmp_path / "latest_net_G.pth")
     net = DPTNGenerator()
@@ -147,7 +149,7 @@ def test_official_generator_checkpoint_loads_strictly_and_round_trips(tmp_path, 
 
 @pytest.mark.parametrize("layers,section", [(3, "market"), (4, "fashion")])
 def test_official_discriminator_checkpoint_round_trips(tmp_path, layers, section):
-    official = official_layout_checkpoint(REPO_SPECS / "dptn_D_state_dict.txt", section, "module.")
+    official = official_layout_checkpoint(REPO_LISTINGS / "dptn_D_state_dict.txt", section, "module.")
     torch.save(official, tmp_path / "d.pth")
     net = DPTNDiscriminator(layers=layers)
     load_weights(net, tmp_path / "d.pth")
@@ -158,7 +160,7 @@ def test_official_discriminator_checkpoint_round_trips(tmp_path, layers, section
 
 
 def test_partial_checkpoint_is_refused_with_the_keys_named(tmp_path):
-    official = official_layout_checkpoint(REPO_SPECS / "dptn_G_state_dict.txt", None, "module.")
+    official = official_layout_checkpoint(REPO_LISTINGS / "dptn_G_state_dict.txt", None, "module.")
     del official["module.PTM.decoder.norm.weight"]
     del official["module.outconv.conv1.bias"]
     official["module.transformer.norm.weight"] = torch.ones(256)  # an older official module name
@@ -176,7 +178,7 @@ def test_partial_checkpoint_is_refused_with_the_keys_named(tmp_path):
 def test_test_mode_model_loads_the_released_layout(tmp_path):
     opt = TestOptions().parse(["--model", "DPTN", "--dataset_mode", "market", "--gpu_ids", "-1", "--name",
                                "DPTN_market", f"--checkpoints_dir={tmp_path}"], echo=False)
-    official = official_layout_checkpoint(REPO_SPECS / "dptn_G_state_dict.txt", None, "module.")
+    official = official_layout_checkpoint(REPO_LISTINGS / "dptn_G_state_dict.txt", None, "module.")
     (tmp_path / "DPTN_market").mkdir()
     torch.save(official, tmp_path / "DPTN_market" / "latest_net_G.pth")
     model = DPTNModel(opt, CPU)
@@ -326,10 +328,10 @@ def test_training_step_losses_match_the_official_ones(tmp_path, vgg_file, varian
         assert losses[name] == pytest.approx(value, rel=1e-5), name
 
 
-# --- losses against a direct computation of specs/dptn.md Sec. 5 ----------------------------------------
+# --- losses against a direct computation of the official ones (`models/DPTN_model.py`, `models/external_function.py`)
 
 class ReferenceVGG:
-    """torchvision's own vgg19().features with the same weights, tapped at the spec's ReLU indices."""
+    """torchvision's own vgg19().features with the same weights, tapped at the official ReLU indices."""
 
     CONTENT = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
     STYLE = (8, 17, 26, 31)  # relu2_2, relu3_4, relu4_4, relu5_2
@@ -449,7 +451,7 @@ def test_gan_losses_and_gram():
     torch.testing.assert_close(gram_matrix(f.contiguous(memory_format=torch.channels_last)), expected)
 
 
-# --- initialisation, optimizers, schedule (specs/dptn.md Sec. 9) -----------------------------------------
+# --- initialisation, optimizers, schedule (official `models/base_function.py` init_weights, get_scheduler) --
 
 def singular_values(weight: torch.Tensor) -> torch.Tensor:
     return torch.linalg.svdvals(weight.detach().reshape(weight.shape[0], -1))

@@ -28,7 +28,7 @@ test_script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(test_script)
 DATA = Path(__file__).resolve().parent / "data"
 
-# the README commands, verbatim (specs/dptn.md Sec. 0)
+# the commands of the official README (PangzeCheung/Dual-task-Pose-Transformer-Network), verbatim
 README = {
     ("train", "fashion"): "--name=DPTN_fashion --model=DPTN --dataset_mode=fashion --dataroot=./dataset/fashion "
                           "--batchSize 32 --gpu_id=0",
@@ -41,7 +41,8 @@ README = {
                         "--which_epoch latest --results_dir=./results/DPTN_market  --batchSize 1 --gpu_id=0",
 }
 
-# specs/dptn.md Sec. 1.2: official name -> (our attribute, value); the same in train and test
+# the official defaults (`options/base_options.py`, `models/DPTN_model.py` modify_options):
+# official name -> (our attribute, value); the same in train and test
 OFFICIAL_COMMON = {
     "checkpoints_dir": ("checkpoints_dir", "./checkpoints"), "model": ("model", "DPTN"), "norm": ("norm", "instance"),
     "image_nc": ("image_nc", 3), "pose_nc": ("pose_nc", 18), "structure_nc": ("structure_nc", 18),
@@ -100,7 +101,7 @@ def test_readme_commands_parse_to_the_official_values(phase, dataset):
     assert opt.gpu_ids == ([0] if torch.cuda.is_available() else [])
     assert opt.flip_prob == 0.0 and not opt.official_ops
     if dataset == "fashion":
-        assert opt.fashion_frame == "stretch256"  # the network sees 256x256 (dptn.md 6.3)
+        assert opt.fashion_frame == "stretch256"  # the network sees 256x256 (official `data/fashion_dataset.py`)
 
 
 def test_abbreviated_flags_of_the_official_scripts(tmp_path):
@@ -158,7 +159,8 @@ def test_help_lists_the_dptn_flags(capsys):
 # --- the official data path -------------------------------------------------------------------------------
 
 def cords_to_map(keypoints: np.ndarray, size: tuple[int, int], old_size: tuple[int, int], sigma: int = 6):
-    """Straight from the spec (dptn.md 6.4): scale in float, truncate, full-frame Gaussian, float64 -> float32."""
+    """As the official `util/pose_utils.py` `cords_to_map`: scale in float, truncate, full-frame Gaussian,
+    float64 -> float32."""
     result = np.zeros((len(keypoints), *size), dtype="float32")
     yy, xx = np.meshgrid(np.arange(size[0]), np.arange(size[1]), indexing="ij")
     for i, (y, x) in enumerate(keypoints.astype(float)):

@@ -1,4 +1,4 @@
-"""Keypoint maths: heatmaps, disc maps, flips, body masks (with the specs' acceptance counts), shared CSVs."""
+"""Keypoint maths: heatmaps, disc maps, flips, body masks (with the reference recipes' pixel counts), shared CSVs."""
 from __future__ import annotations
 
 import math
@@ -122,7 +122,8 @@ def test_unknown_mask_recipe_is_rejected(standing_pose):
         body_mask(standing_pose("market"), H, W, "fat")
 
 
-# --- acceptance figures of pg2.md 2.3 / evaluation.md 5.2 on the shared Market test annotations -------------
+# --- pixel counts of the reference recipes (TF PG2 `_getPoseMask`, HPT `key_point_to_mask`, PATN
+# `produce_ma_mask`; listed in docs/models/pg2.md and docs/evaluation.md) on the shared Market test annotations
 
 @pytest.fixture(scope="module")
 def market_test_annotations():
@@ -144,7 +145,7 @@ def test_mask_acceptance_pixel_counts(market_test_annotations, name, vis, pg2, h
     assert evaluation_mask(pose, H, W).sum() == evaluation
 
 
-def test_mask_mean_coverage_matches_the_spec(market_test_annotations):
+def test_mask_mean_coverage_matches_the_reference_figures(market_test_annotations):
     first = list(market_test_annotations.values())[:2000]
     assert np.mean([body_mask(k, H, W, "pg2").mean() for k in first]) == pytest.approx(0.2363, abs=5e-5)
     full = [k for k in first if visible(k, H, W).all()]

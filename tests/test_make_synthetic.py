@@ -10,10 +10,13 @@ import pytest
 from PIL import Image
 
 from data.annotations import read_annotations, read_pairs
-from datasets import make_synthetic
-from datasets.make_pairs import fashion_identity, fashion_pairs, market_identity, market_pairs
-from datasets.make_synthetic import flip_pose, main, make_synthetic_dataset
-from datasets.pose_bank import BANK_DIR, BANK_FILES, FASHION_VIEWS, load_pose_bank, to_fashion_176
+from data import synthetic_build, synthetic_render
+from data.pairs import fashion_identity, fashion_pairs, market_identity, market_pairs
+from data.pose_bank import BANK_DIR, BANK_FILES, FASHION_VIEWS, load_pose_bank
+from data.synthetic_build import make_synthetic_dataset
+from data.synthetic_render import flip_pose
+from datasets.make_synthetic import main
+from datasets.pose_bank import to_fashion_176
 from datasets.prepare_fashion import flat_to_raw, raw_to_flat
 from util.io import InputError
 
@@ -72,7 +75,7 @@ def test_csv_rows_have_the_reference_syntax_and_parse(dataset):
         for source, target in pairs:
             assert source != target and IDENTITY[fmt](source) == IDENTITY[fmt](target)
             assert (out / split / source).is_file() and (out / split / target).is_file()
-        # the pairs are what datasets/make_pairs.py builds from the written annotation file
+        # the pairs are what data/pairs.py builds from the written annotation file
         rebuilt = market_pairs(annotations) if fmt == "market" else fashion_pairs(annotations)
         assert pairs == rebuilt
         if fmt == "market":  # torso points are kept inside the frame, so every image takes part
@@ -112,12 +115,12 @@ def test_the_person_is_drawn_where_the_keypoints_say():
     _, poses = load_pose_bank("market")
     pose = poses[0].astype(float)
     pose[(poses[0] < 0).any(axis=1)] = np.nan
-    look = make_synthetic.random_look(np.random.default_rng(0))
-    look = make_synthetic.Look(**{**look.__dict__, "stripes": "none", "bag": None, "long_sleeves": False,
+    look = synthetic_render.random_look(np.random.default_rng(0))
+    look = synthetic_render.Look(**{**look.__dict__, "stripes": "none", "bag": None, "long_sleeves": False,
                                   "shirt": (200, 30, 30), "skin": (30, 200, 30), "hair": (30, 30, 200)})
-    s = make_synthetic.SUPERSAMPLE
+    s = synthetic_render.SUPERSAMPLE
     canvas = Image.new("RGB", (64 * s, 128 * s), (128, 128, 128))
-    make_synthetic.render_person(canvas, pose, look)
+    synthetic_render.render_person(canvas, pose, look)
     image = np.asarray(canvas.resize((64, 128), Image.BOX)).astype(int)
     waist = ((pose[1] + pose[8] + pose[11]) / 3).astype(int)  # between neck and hips: shirt
     assert np.abs(image[waist[0], waist[1]] - (200, 30, 30)).max() < 8
@@ -166,8 +169,8 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return real(*args, **kwargs)
 
-    real = make_synthetic.render_image
-    monkeypatch.setattr(make_synthetic, "render_image", failing)
+    real = synthetic_build.render_image
+    monkeypatch.setattr(synthetic_build, "render_image", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         make_synthetic_dataset(tmp_path / "data", "market", people=4, seed=0, images_per_person=2)
     assert list(tmp_path.iterdir()) == []
@@ -216,7 +219,7 @@ def test_pose_bank_rebuilds_identically_from_the_shared_files(tmp_path):
         assert (tmp_path / name).read_bytes() == (BANK_DIR / name).read_bytes()
 
 
-def test_fashion_conversion_and_flip_follow_the_spec():
+def test_fashion_conversion_and_flip_follow_the_reference():
     keypoints = np.full((18, 2), -1, dtype=np.int64)
     keypoints[0] = (10, 39)  # falls off the crop
     keypoints[1] = (20, 100)

@@ -351,7 +351,7 @@ def test_legacy_quirk_is_torchvision_transform_input_on_unit_range():
     low, high = x[0, :, 0, 0], x[1, :, 0, 0]
     mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     assert torch.allclose(low, (mean - 0.5) / 0.5) and torch.allclose(high, std / 0.5 + (mean - 0.5) / 0.5)
-    assert torch.allclose(low, torch.tensor([-0.03, -0.088, -0.188]), atol=1e-6)  # evaluation.md 5.6
+    assert torch.allclose(low, torch.tensor([-0.03, -0.088, -0.188]), atol=1e-6)  # DPTN `metrics/inception.py`
     assert x.shape == (2, 3, 299, 299)
     clean = preprocess(images, "clean-fid")
     assert clean.min().item() == pytest.approx(-1) and clean.max().item() == pytest.approx(1)

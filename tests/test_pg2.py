@@ -1,4 +1,5 @@
-"""PG2 (specs/pg2.md): network sizes and names, losses, the two training stages, weights on disk, options.
+"""PG2 (Ma et al., "Pose Guided Person Image Generation", NeurIPS 2017): network sizes and names, losses, the
+two training stages, weights on disk, options.
 
 The full-width networks are built only to count parameters and read state-dict names; forward and backward
 passes run at a reduced width (--ngf 8 or less), which is not the paper's network.
@@ -35,9 +36,9 @@ def count(net: torch.nn.Module, prefix: str = "") -> int:
     return sum(p.numel() for name, p in net.named_parameters() if name.startswith(prefix))
 
 
-# --- parameter counts and state-dict layout (spec 3.2-3.4, 3.6) -----------------------------------------
+# --- parameter counts and state-dict layout (docs/models/pg2.md; names as budui/Human-Pose-Transfer has them) --
 
-# (geometry key, G1 / G2 / D [C] counts, D with TF's conv biases)
+# (geometry key, G1 / G2 / D counts computed by building the networks, D with TF's conv biases)
 COUNTS = [
     (("market", None), 70_795_075, 6_058_883, 4_323_777, 4_324_737),
     (("fashion", "pad256"), 122_103_235, 12_696_067, 10_894_785, 10_896_257),
@@ -92,7 +93,7 @@ def test_fashion_g2_per_stage_counts():
 
 
 def expected_g1_keys(depth: int) -> set[str]:
-    """Spec 3.6, G1 row."""
+    """G1's state-dict names in HPT's naming (docs/models/pg2.md)."""
     keys = {"start_conv.0.weight", "start_conv.0.bias", "down_fc.weight", "down_fc.bias", "up_fc.weight",
             "up_fc.bias", "end_conv.weight", "end_conv.bias"}
     for part in ("encoder", "decoder"):
@@ -107,7 +108,7 @@ def test_state_dict_names_and_shapes_market(market_nets):
     g1, g2, d = market_nets
     s1, s2, sd = g1.state_dict(), g2.state_dict(), d.state_dict()
     assert set(s1) == expected_g1_keys(5)
-    # the example shapes of spec 3.6
+    # example shapes in HPT's naming
     assert s1["down_fc.weight"].shape == (64, 20480)
     assert s1["up_fc.weight"].shape == (4096, 64)
     assert s1["decoder.0.conv.0.weight"].shape == (512, 768, 1, 1)
@@ -189,14 +190,14 @@ def test_blocks():
     res = ResBlock(4)
     assert torch.equal(res(x), x + F.relu(res.main[2](F.relu(res.main[0](x)))))
     assert Down(4, 7)(x).shape == (2, 7, 4, 3)
-    up = Up(4, 5)  # conv1x1 + ReLU before nearest x2 equals the spec's order exactly
+    up = Up(4, 5)  # conv1x1 + ReLU before nearest x2 equals TF PG2's order (x2 first) exactly
     spec_order = F.relu(up[0](F.interpolate(x, scale_factor=2, mode="nearest")))
     assert torch.allclose(up(x), spec_order, atol=1e-6) and Up()(x).shape == (2, 4, 16, 12)
 
 
 def test_frame_that_does_not_fit_is_a_clear_error():
     with pytest.raises(InputError, match=r"divisible by 2\^\(N-1\)=32, got 256x176"):
-        PG2GeneratorStage1(256, 176, depth=6, ngf=4)  # pitfall 2
+        PG2GeneratorStage1(256, 176, depth=6, ngf=4)  # N = 6 does not fit 176 columns (docs/models/pg2.md)
     with pytest.raises(InputError, match="divisible"):
         PG2GeneratorStage1(100, 64, depth=5, ngf=4)
     with pytest.raises(InputError, match=r"2\^\(R-1\)=8"):
@@ -205,7 +206,7 @@ def test_frame_that_does_not_fit_is_a_clear_error():
         pg2_geometry("fashion", "stretch256")
 
 
-# --- losses (spec 4) -------------------------------------------------------------------------------------
+# --- losses (Ma et al. 2017; weights of TF PG2 `trainer.py` / `trainer256.py`) ------------------------------
 
 def test_pose_mask_l1_matches_direct_computation():
     g = torch.Generator().manual_seed(3)
@@ -403,7 +404,7 @@ def test_stage2_step_order_and_logged_terms(parse, stage1_run, batching):
         d_grads = [None if p.grad is None else p.grad.clone() for p in model.netD.parameters()]
         d_weights = snapshot(model.netD)
         fakes = model.optimize_generator()
-        # the G step leaves D's gradients and weights alone (pitfall 11) and updates G2
+        # the G step leaves D's gradients and weights alone (D must not learn from it) and updates G2
         assert all((a is None and p.grad is None) or (a is not None and torch.equal(a, p.grad))
                    for a, p in zip(d_grads, model.netD.parameters()))
         assert all(p.requires_grad is False for p in model.netD.parameters())

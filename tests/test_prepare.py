@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from data import pairs as dp
 from data.annotations import read_annotations, read_pairs, write_annotations, write_pairs
 from datasets import make_pairs as mp
 from datasets import prepare_fashion as pf
@@ -33,14 +34,14 @@ TORSO = [1, 2, 5, 8, 11]
 
 @needs_shared
 def test_market_train_pairs_have_the_standard_count():
-    pairs = mp.make_pairs(SHARED / "market-annotation-train.csv", "market")
+    pairs = dp.make_pairs(SHARED / "market-annotation-train.csv", "market")
     assert len(pairs) == 263_632
     assert len(set(pairs)) == len(pairs)
 
 
 @needs_shared
 def test_market_test_pairs_reproduce_the_shared_file_row_for_row(tmp_path):
-    candidates = mp.market_pairs(read_annotations(SHARED / "market-annotation-test.csv"))
+    candidates = dp.market_pairs(read_annotations(SHARED / "market-annotation-test.csv"))
     assert len(candidates) == 257_198
     assert mp.main(["--annotation", str(SHARED / "market-annotation-test.csv"), "--out", str(tmp_path / "p.csv"),
                     "--format", "market", "--test_sample", "12000"]) == 0
@@ -56,32 +57,32 @@ def test_market_pairs_follow_the_reference_rules():
         "0000_c1_x.jpg": pose(TORSO), "0000_c2_y.jpg": pose(TORSO),  # distractors
         "0003_c1_a.jpg": pose(TORSO),  # alone: no pair
     }
-    pairs = mp.market_pairs(annotations)
+    pairs = dp.market_pairs(annotations)
     # identities in order of first appearance (0002 before 0001), permutations in file order
     assert pairs == [("0002_c1_a.jpg", "0002_c2_b.jpg"), ("0002_c1_a.jpg", "0002_c3_c.jpg"),
                      ("0002_c2_b.jpg", "0002_c1_a.jpg"), ("0002_c2_b.jpg", "0002_c3_c.jpg"),
                      ("0002_c3_c.jpg", "0002_c1_a.jpg"), ("0002_c3_c.jpg", "0002_c2_b.jpg"),
                      ("0001_c1_a.jpg", "0001_c3_c.jpg"), ("0001_c3_c.jpg", "0001_c1_a.jpg")]
-    assert mp.market_pairs(annotations, min_keypoints=6) == []  # only 0001_c3_c has 6 visible: no partner
+    assert dp.market_pairs(annotations, min_keypoints=6) == []  # only 0001_c3_c has 6 visible: no partner
 
 
 def test_fashion_pairs_use_item_and_photo_set_and_min_keypoints():
     a, b, c = (f"fashionWOMENTees_Tanksid0000290606_{v}.jpg" for v in ("1front", "2side", "3back"))
     other = "fashionWOMENTees_Tanksid0000290607_1front.jpg"  # same item, other photo set: other identity
-    assert mp.fashion_identity(a) == "fashionWOMENTees_Tanksid0000290606"
+    assert dp.fashion_identity(a) == "fashionWOMENTees_Tanksid0000290606"
     annotations = {a: pose(list(range(10))), other: pose(list(range(10))), b: pose(list(range(5))),
                    c: pose(list(range(18)))}
-    assert mp.fashion_pairs(annotations) == [(a, c), (c, a)]  # b has 5 < 6 visible
-    assert len(mp.fashion_pairs(annotations, min_keypoints=0)) == 6
+    assert dp.fashion_pairs(annotations) == [(a, c), (c, a)]  # b has 5 < 6 visible
+    assert len(dp.fashion_pairs(annotations, min_keypoints=0)) == 6
 
 
 def test_sample_pairs_is_pandas_sample_and_checks_its_size():
     pairs = [(f"{i}", f"{i + 1}") for i in range(50)]
-    assert mp.sample_pairs(pairs, 5, seed=0) == mp.sample_pairs(pairs, 5, seed=0)
-    assert mp.sample_pairs(pairs, 5, seed=0) != mp.sample_pairs(pairs, 5, seed=1)
-    assert sorted(mp.sample_pairs(pairs, 50)) == sorted(pairs)
+    assert dp.sample_pairs(pairs, 5, seed=0) == dp.sample_pairs(pairs, 5, seed=0)
+    assert dp.sample_pairs(pairs, 5, seed=0) != dp.sample_pairs(pairs, 5, seed=1)
+    assert sorted(dp.sample_pairs(pairs, 50)) == sorted(pairs)
     with pytest.raises(InputError, match="only 50 candidate pairs"):
-        mp.sample_pairs(pairs, 51)
+        dp.sample_pairs(pairs, 51)
 
 
 def test_make_pairs_cli_refuses_to_overwrite_and_reports_errors(tmp_path, capsys):
@@ -174,7 +175,7 @@ def test_prepare_market_installs_and_checks_the_csvs(tmp_path, capsys):
     assert "market-pairs-train.csv (built by make_pairs): 4 rows" in report
     assert "market-pairs-test.csv: 1 rows, 2 images named, 1 of them absent" in report
     assert (out / "market-annotation-test.csv").read_bytes() == (ann / "market-annotation-test.csv").read_bytes()
-    built = mp.market_pairs(read_annotations(ann / "market-annotation-train.csv"))
+    built = dp.market_pairs(read_annotations(ann / "market-annotation-train.csv"))
     assert read_pairs(out / "market-pairs-train.csv") == built
 
 

@@ -16,7 +16,7 @@ from data.annotations import read_annotations, read_pairs
 from data.framing import BOX_MARGIN, fit_box
 from scripts import draw_pose, transfer
 from util.io import InputError
-from util.keypoint_rcnn import WEIGHTS_FILE, KeypointRCNNEstimator
+from data.keypoint_rcnn import WEIGHTS_FILE, KeypointRCNNEstimator
 from util.pose_drawing import draw_skeleton
 
 REPO = Path(__file__).resolve().parents[1]

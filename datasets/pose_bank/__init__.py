@@ -2,6 +2,7 @@
 
 Rebuild the CSVs beside this file from the full files with
 `python -m datasets.pose_bank --shared ../shared/data/annotations`; the selection is deterministic.
+data/pose_bank.py reads them.
 """
 from __future__ import annotations
 
@@ -11,14 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from data.annotations import read_annotations, write_annotations
+from data.pose_bank import BANK_DIR, BANK_FILES, FASHION_VIEWS, FRAMES, fashion_view
 from util.io import InputError, report_input_errors
 
-BANK_DIR = Path(__file__).resolve().parent
-BANK_FILES = {"market": "market_poses.csv", "fashion": "fashion_poses.csv"}
 SOURCE_FILES = {"market": "market-annotation-train.csv", "fashion": "fasion-annotation-test.csv"}
-FRAMES = {"market": (128, 64), "fashion": (256, 176)}  # (H, W) of the bank's coordinates
 FASHION_CROP = 40  # the 256x256 older split becomes 256x176 by dropping 40 columns each side
-FASHION_VIEWS = ("1front", "2side", "3back", "4full", "7additional")  # 6flat shows no person
 MARKET_ROWS = 300
 FASHION_ROWS_PER_VIEW = 60
 MIN_MARKET_KEYPOINTS = 12
@@ -39,11 +37,6 @@ def to_fashion_176(keypoints: np.ndarray) -> np.ndarray:
     outside = vis & ((out[:, 1] < 0) | (out[:, 1] >= FRAMES["fashion"][1]))
     out[outside] = -1
     return out
-
-
-def fashion_view(name: str) -> str:
-    """`fasionWOMENDressesid0000553705_4full.jpg` -> `4full`."""
-    return name.rsplit("_", 1)[-1].split(".")[0]
 
 
 def _one_per_identity(names: list[str], identity) -> list[str]:
@@ -101,14 +94,6 @@ def build_pose_bank(shared: str | Path, out_dir: str | Path = BANK_DIR) -> dict[
     write_annotations(out_dir / BANK_FILES["market"], market)
     write_annotations(out_dir / BANK_FILES["fashion"], fashion)
     return {"market": len(market), "fashion": len(fashion)}
-
-
-def load_pose_bank(fmt: str, bank_dir: str | Path = BANK_DIR) -> tuple[list[str], np.ndarray]:
-    """(source image names, int64 keypoints (N, 18, 2) as (y, x), -1 missing) in the format's frame."""
-    if fmt not in BANK_FILES:
-        raise InputError(f"unknown pose bank {fmt!r}; available: {', '.join(BANK_FILES)}")
-    bank = read_annotations(Path(bank_dir) / BANK_FILES[fmt])
-    return list(bank), np.stack(list(bank.values()))
 
 
 @report_input_errors
