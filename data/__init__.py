@@ -12,7 +12,7 @@ from data.sampler import ResumableSampler
 from util.registry import available_names, find_plugin_class
 
 DATA_DIR = Path(__file__).resolve().parent
-_EXCLUDED = ("base_dataset", "template_dataset")
+_EXCLUDED = ("base_dataset",)
 
 
 def dataset_names() -> list[str]:

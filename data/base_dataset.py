@@ -307,8 +307,9 @@ class PairDataset(BaseDataset):
     def _image_tensor(self, image: Image.Image) -> torch.Tensor:
         return uint8_to_tensor(np.array(image_to_network(image, self.frame)))  # (3, Hn, Wn) in [-1, 1]
 
-    def _pose(self, keypoints: np.ndarray) -> torch.Tensor:
-        """(18, Hn, Wn) pose maps; under pad256 built in the dataset frame, then padded (geometry.pad_maps)."""
+    def pose_maps(self, keypoints: np.ndarray, name: str) -> torch.Tensor:
+        """(18, Hn, Wn) pose maps of image `name` from its keypoints; under pad256 built in the dataset frame,
+        then padded (geometry.pad_maps). Modes that read stored maps override this."""
         padded = self.frame == "pad256"
         outside = self.opt.keypoints_outside == "draw"
         kps = keypoints if padded else keypoints_to_network(keypoints, self.image_size, self.frame, outside)
@@ -360,8 +361,8 @@ class PairDataset(BaseDataset):
         out = {
             "source_image": self._image_tensor(source),
             "target_image": self._image_tensor(target),
-            "source_pose": self._pose(source_kps),
-            "target_pose": self._pose(target_kps),
+            "source_pose": self.pose_maps(source_kps, source_name),
+            "target_pose": self.pose_maps(target_kps, target_name),
         }
         if self.opt.mask_recipe != "none":
             out["target_mask"] = self._mask(target_kps)

@@ -8,7 +8,7 @@ from models.base_model import BaseModel
 from util.registry import available_names, find_plugin_class
 
 MODELS_DIR = Path(__file__).resolve().parent
-_EXCLUDED = ("base_model", "template_model")
+_EXCLUDED = ("base_model",)
 
 
 def model_names() -> list[str]:

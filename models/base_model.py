@@ -47,6 +47,7 @@ class BaseModel:
 
     weight_file_format = "{}"  # <tag>_net_<format(X)>.pth; PATN's official files are <tag>_net_net<X>.pth
     lr_decay_offset = 0  # --lr_policy lambda: epochs by which the linear decay starts earlier (schedulers.py)
+    benchmark_variants: tuple[str, ...] = ()  # flags scripts/bench_train.py also times (e.g. --official_ops)
 
     def __init__(self, opt, ctx) -> None:
         self.opt = opt
@@ -71,6 +72,16 @@ class BaseModel:
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
         """Add model-specific flags and set the paper's defaults."""
         return parser
+
+    @staticmethod
+    def benchmark_argv(dataset_mode: str, is_train: bool) -> list[str]:
+        """Flags scripts/bench_train.py passes: the official README command's model flags for the dataset,
+        and the switches that give loss networks random weights (no download needed to time a step)."""
+        return []
+
+    @staticmethod
+    def prepare_benchmark(opt) -> None:
+        """Write what building the model needs on disk (e.g. PG2 stage 2: a stage-1 G1) before a benchmark."""
 
     @staticmethod
     def derive_options(opt) -> None:

@@ -39,6 +39,8 @@ class DPTNModel(BaseModel):
 
     modify_commandline_options = staticmethod(dptn_options.add_options)
     derive_options = staticmethod(dptn_options.derive_options)
+    benchmark_argv = staticmethod(dptn_options.benchmark_argv)
+    benchmark_variants = ("--official_ops",)
 
     def __init__(self, opt, ctx) -> None:
         super().__init__(opt, ctx)

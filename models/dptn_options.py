@@ -121,6 +121,12 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
     return parser
 
 
+def benchmark_argv(dataset_mode: str, is_train: bool) -> list[str]:
+    """The README training command's model flags (Market's differ from the defaults) and a random VGG19."""
+    market = ["--dis_layers=3", "--lambda_g=5", "--lambda_rec", "2", "--t_s_ratio=0.8"]
+    return (market if dataset_mode == "market" else []) + (["--vgg_random_init"] if is_train else [])
+
+
 def derive_options(opt) -> None:
     """Check DPTN's flags and fill the values the official options carry."""
     fmt = getattr(opt, "data_format", None)

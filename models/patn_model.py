@@ -33,6 +33,8 @@ class PATNModel(BaseModel):
 
     modify_commandline_options = staticmethod(patn_options.add_options)
     derive_options = staticmethod(patn_options.derive_options)
+    benchmark_argv = staticmethod(patn_options.benchmark_argv)
+    benchmark_variants = ("--official_ops",)
     weight_file_format = "net{}"  # latest_net_netG.pth, as the released checkpoints are named
     lr_decay_offset = 1  # the 2017 pix2pix rule: the rate first drops in epoch niter, and is 0 in the last
 

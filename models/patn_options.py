@@ -112,6 +112,24 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
     return parser
 
 
+README_MODEL_FLAGS = {  # the official README training commands without their data and run flags
+    "market": "--lambda_GAN 5 --lambda_A 10 --lambda_B 10 --no_lsgan --n_layers 3 --norm batch --batchSize 32 "
+              "--resize_or_crop no --BP_input_nc 18 --no_flip --which_model_netG PATN --niter 500 "
+              "--niter_decay 200 --L1_type l1_plus_perL1 --n_layers_D 3 --with_D_PP 1 --with_D_PB 1",
+    "fashion": "--lambda_GAN 5 --lambda_A 1 --lambda_B 1 --n_layers 3 --norm instance --batchSize 7 --pool_size 0 "
+               "--resize_or_crop no --BP_input_nc 18 --no_flip --which_model_netG PATN --niter 500 "
+               "--niter_decay 200 --L1_type l1_plus_perL1 --n_layers_D 3 --with_D_PP 1 --with_D_PB 1",
+}
+
+
+def benchmark_argv(dataset_mode: str, is_train: bool) -> list[str]:
+    """The README command's model flags for the dataset (the test command: --norm) and a random VGG19."""
+    fmt = "fashion" if dataset_mode == "fashion" else "market"
+    if not is_train:
+        return ["--norm", PER_DATASET[fmt]["norm"]]
+    return README_MODEL_FLAGS[fmt].split() + ["--vgg_random_init"]
+
+
 def derive_options(opt) -> None:
     """Per-dataset values, checks, and (testing) PATN's results folder <results_dir>/<name>/<phase>_<epoch>."""
     fmt = getattr(opt, "data_format", None)

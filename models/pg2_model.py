@@ -25,7 +25,7 @@ from models.networks import pg2_losses
 from models.networks.pg2_discriminator import PG2Discriminator
 from models.networks.pg2_generator_stage1 import PG2GeneratorStage1
 from models.networks.pg2_generator_stage2 import PG2GeneratorStage2
-from util.checkpoint import load_weights
+from util.checkpoint import load_weights, save_weights
 from util.distributed import print0
 from util.io import InputError
 
@@ -186,13 +186,22 @@ class PG2Model(BaseModel):
         """Adam(lr, betas (beta1, 0.999), eps 1e-8) over the network's parameters (specs/pg2.md Sec. 5)."""
         return torch.optim.Adam(net.parameters(), lr=self.opt.lr, betas=(self.opt.beta1, 0.999), eps=1e-8)
 
-    def stage1_weights_path(self) -> Path:
+    @staticmethod
+    def stage1_weights_path(opt) -> Path:
         """<checkpoints_dir>/<stage1_name>/<stage1_epoch>_net_G1.pth, where stage 2 reads G1."""
-        return Path(self.opt.checkpoints_dir) / self.opt.stage1_name / f"{self.opt.stage1_epoch}_net_G1.pth"
+        return Path(opt.checkpoints_dir) / opt.stage1_name / f"{opt.stage1_epoch}_net_G1.pth"
+
+    @staticmethod
+    def prepare_benchmark(opt) -> None:
+        """Stage 2 starts from a saved stage-1 G1: write a freshly initialised one where it is read."""
+        if opt.is_train and opt.stage == 2:
+            geo = pg2_geometry(opt.data_format, opt.fashion_frame)
+            generator = PG2GeneratorStage1(geo.height, geo.width, geo.g1_depth, opt.ngf)
+            save_weights(generator, PG2Model.stage1_weights_path(opt))
 
     def load_stage1_generator(self) -> None:
         """Load G1 strictly from the stage-1 run; a missing file is an InputError naming it."""
-        path = self.stage1_weights_path()
+        path = self.stage1_weights_path(self.opt)
         if not path.is_file():
             raise InputError(f"PG2 stage 2 needs the stage-1 generator {path}, which does not exist: train "
                              f"stage 1 first (--stage 1 --name {self.opt.stage1_name}) or point --stage1_name / "

@@ -1,8 +1,8 @@
 """Training and inference throughput (images/s) and peak memory of a model, on random batches.
 
-    python -m scripts.bench_train --model DPTN --dataset_mode market [--batch_size 4] [--iters 7]
+    python -m scripts.bench_train --model PATN --dataset_mode market [--batch_size 4] [--iters 7]
     python -m scripts.bench_train --model DPTN --dataset_mode fashion            # batch 2, 256x256
-    python -m scripts.bench_train --model DPTN --dataset_mode market --official_root ../Dual-task-Pose-Transformer-Network
+    python -m scripts.bench_train --model PATN --dataset_mode market --official_root ../Pose-Transfer  # pytorch_v1.0
     python -m scripts.bench_train --model PG2 --dataset_mode market --amp bf16 --channels_last   # speed options
 
 A training iteration is `set_input` + `optimize_parameters` (forward and backward of every network and loss, the
@@ -14,15 +14,17 @@ variant, each process's peak memory (CPU: peak RSS of the whole process; CUDA: m
 floating-point work of one iteration with the rate it achieves, beside the device's float32 matmul rate: a step
 made of convolutions cannot run faster than its FLOPs at that rate.
 
-Variants: ours (default), and for DPTN also ours with --official_ops (the official sequence of operations); with
---official_root, the official DPTN code itself (PangzeCheung/Dual-task-Pose-Transformer-Network) is timed the same
-way, with the README flags: its model class is built on random inputs, VGG19 with random weights, as in
-specs/dptn.md Sec. 9. Loss networks always use random weights here (speed does not depend on them).
+Any registered model is benchmarked with the flags of its official README command for the dataset
+(`BaseModel.benchmark_argv`). Variants: ours (default), ours with each of the model's `benchmark_variants` (DPTN,
+PATN: --official_ops), and with --official_root the official code itself, built by the model's adapter in
+scripts/official_bench/<model>.py on the same random batches, with the README flags. Loss networks always use
+random weights here (speed does not depend on them).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -38,11 +40,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_BATCH = {"market": 4, "fashion": 2}  # the sizes of specs/dptn.md Sec. 9
-README_FLAGS = {  # the official README training flags (specs/dptn.md Sec. 0)
-    ("DPTN", "market"): ["--dis_layers=3", "--lambda_g=5", "--lambda_rec", "2", "--t_s_ratio=0.8"],
-    ("DPTN", "fashion"): [],
-}
+DEFAULT_BATCH = {"market": 4, "fashion": 2}  # small enough for a 2-core CPU; pass the paper's on a GPU
 
 
 # --- the child processes ----------------------------------------------------------------------------------
@@ -70,31 +68,32 @@ def network_frame(opt) -> tuple[int, int]:
 
 
 def build_ours(spec: dict):
-    """Our model from the registry, as train.py / test.py build it (no weights loaded)."""
-    from models import create_model
+    """Our model from the registry, as train.py / test.py build it (no weights loaded), with the flags of its
+    official README command for the dataset and random loss-network weights (`benchmark_argv`)."""
+    from models import allow_compile_fallback, create_model, find_model_class
     from options.test_options import TestOptions
     from options.train_options import TrainOptions
     from util.cpu_memory import set_cpu_memory_policy
     from util.distributed import RunContext
 
     train = spec["phase"] == "train"
+    model_class = find_model_class(spec["model"])
     ckpt = tempfile.mkdtemp(prefix="bench_train_")
     argv = ["--model", spec["model"], "--dataset_mode", spec["dataset_mode"], "--gpu_ids", spec["gpu_ids"],
-            "--checkpoints_dir", ckpt, "--name", "bench", "--batchSize", str(spec["batch"])]
-    argv += README_FLAGS.get((spec["model"], spec["dataset_mode"]), []) + spec["extra"]
-    if spec["model"] == "DPTN" and train:
-        argv.append("--vgg_random_init")
+            "--checkpoints_dir", ckpt, "--name", "bench"]
+    argv += model_class.benchmark_argv(spec["dataset_mode"], train)
+    argv += ["--batchSize", str(spec["batch"])] + spec["extra"]
     options = TrainOptions() if train else TestOptions()
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         opt = options.parse(argv, echo=False, check_folder=False)
         set_cpu_memory_policy(opt.cpu_memory)  # as train.py / test.py
+        if opt.compile:
+            allow_compile_fallback()
         device = torch.device("cuda", opt.gpu_ids[0]) if opt.gpu_ids else torch.device("cpu")
         ctx = RunContext(device=device)
         torch.manual_seed(0)
-        if spec["model"] == "PG2" and train and opt.stage == 2:  # stage 2 starts from a saved stage-1 G1
-            stage1 = TrainOptions().parse(argv + ["--stage", "1"], echo=False, check_folder=False)
-            create_model(stage1, ctx).save_networks(stage1.stage1_epoch)
+        model_class.prepare_benchmark(opt)
         model = create_model(opt, ctx)
         if train:
             model.setup()
@@ -109,65 +108,6 @@ def build_ours(spec: dict):
             model.optimize_parameters()
         else:
             model.test()
-    return step, device
-
-
-OFFICIAL_CHILD = r'''
-import argparse, contextlib, io, os, sys, types
-sys.path.insert(0, os.getcwd())
-for name in ("matplotlib", "matplotlib.pyplot", "matplotlib.patches"):  # only its plotting helpers use it
-    sys.modules.setdefault(name, types.ModuleType(name))
-sys.modules["matplotlib"].use = lambda *a, **k: None
-import skimage.draw
-if not hasattr(skimage.draw, "circle"):  # removed in scikit-image 0.19; unused by training
-    skimage.draw.circle = lambda r, c, radius, shape=None: skimage.draw.disk((r, c), radius, shape=shape)
-import torch
-import torchvision.models
-_vgg19 = torchvision.models.vgg19
-torchvision.models.vgg19 = lambda pretrained=False, **kw: _vgg19(weights=None)  # random VGG19, as specs/dptn.md 9
-from models.DPTN_model import DPTNModel
-'''
-
-
-def build_official(spec: dict):
-    """The official DPTNModel (imported from the current directory, the official repository) on random inputs."""
-    # the official `util` folder has no __init__.py, so our package of that name would win: drop our root
-    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != REPO]
-    exec(OFFICIAL_CHILD, globals())  # defines DPTNModel with the shims above
-    market = spec["dataset_mode"] == "market"
-    gpu_ids = [int(i) for i in spec["gpu_ids"].split(",") if int(i) >= 0 and torch.cuda.is_available()]
-    device = torch.device("cuda", gpu_ids[0]) if gpu_ids else torch.device("cpu")
-    train = spec["phase"] == "train"
-    opt = argparse.Namespace(
-        gpu_ids=gpu_ids, isTrain=train, checkpoints_dir=tempfile.mkdtemp(), name="bench", model="DPTN", image_nc=3,
-        structure_nc=18, norm="instance", use_spect_g=False, use_spect_d=True, use_coord=False, nhead=2,
-        num_CABs=2, num_TTBs=2, dis_layers=3 if market else 4, init_type="orthogonal", pool_size=0, lr=2e-4,
-        gan_mode="lsgan", device=device, beta1=0.5, ratio_g2d=0.1, lr_policy="lambda", iter_start=1, niter=100,
-        niter_decay=100, t_s_ratio=0.8 if market else 0.5, old_size=(128, 64) if market else (256, 176),
-        lambda_rec=2.0 if market else 5.0, lambda_g=5.0 if market else 2.0, lambda_style=500.0,
-        lambda_content=0.5, continue_train=False, verbose=False, batchSize=spec["batch"], which_epoch="latest")
-    torch.manual_seed(0)
-    with contextlib.redirect_stdout(io.StringIO()):
-        if train:
-            model = DPTNModel(opt)  # noqa: F821 (defined by OFFICIAL_CHILD)
-        else:  # its test-mode constructor loads a checkpoint; build the generator the same way instead
-            from models import networks
-            model = argparse.Namespace(net_G=networks.define_G(
-                opt, image_nc=3, pose_nc=18, ngf=64, img_f=512, encoder_layer=3, norm="instance",
-                activation="LeakyReLU", use_spect=False, use_coord=False, output_nc=3, num_blocks=3, affine=True,
-                nhead=2, num_CABs=2, num_TTBs=2).eval())
-    height, width = (128, 64) if market else (256, 256)
-    batch = random_batch(spec["batch"], height, width)
-    for key, name in (("source_image", "source_image"), ("target_image", "target_image"),
-                      ("source_pose", "source_pose"), ("target_pose", "target_pose")):
-        setattr(model, name, batch[key].to(device))  # the official set_input moves tensors only on CUDA
-
-    def step() -> None:
-        if train:
-            model.optimize_parameters()
-        else:
-            with torch.no_grad():
-                model.net_G(model.source_image, model.source_pose, model.target_pose, False)
     return step, device
 
 
@@ -214,7 +154,10 @@ def child(spec: dict) -> int:
     torch.set_num_threads(spec["threads"])
     if spec["variant"] == "official":
         os.chdir(spec["official_root"])
-    step, device = (build_official if spec["variant"] == "official" else build_ours)(spec)
+        adapter = importlib.import_module(f"scripts.official_bench.{spec['model'].lower()}")
+        step, device = adapter.build(spec, random_batch)
+    else:
+        step, device = build_ours(spec)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     for line in sys.stdin:
@@ -307,7 +250,7 @@ def print_rows(title: str, rows: list[dict], batch: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.bench_train", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=str, default="DPTN", choices=["DPTN", "PG2"])
+    parser.add_argument("--model", type=str, default="DPTN", help="any registered model (models/<name>_model.py)")
     parser.add_argument("--dataset_mode", type=str, default="market", choices=["market", "fashion"])
     parser.add_argument("--batch_size", type=int, default=None, help="training batch (default 4 Market, 2 fashion)")
     parser.add_argument("--test_batch_size", type=int, default=1, help="inference batch (the README tests use 1)")
@@ -316,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every variant")
     parser.add_argument("--gpu_ids", type=str, default="-1", help="-1: CPU (default); 0: the first GPU")
     parser.add_argument("--official_root", type=str, default=None,
-                        help="a checkout of the official DPTN repository: time it too (DPTN only)")
-    parser.add_argument("--no_official_ops", action="store_true", help="DPTN: skip the --official_ops variant")
+                        help="a checkout of the model's official repository: time it too (models with an adapter "
+                             "in scripts/official_bench/)")
+    parser.add_argument("--no_official_ops", action="store_true",
+                        help="skip the model's own variants (e.g. --official_ops)")
     parser.add_argument("--skip_inference", action="store_true", help="time training only")
     parser.add_argument("--vgg_random_init", action="store_true",
                         help="accepted for symmetry with train.py; the benchmark always uses random VGG weights")
@@ -332,8 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args._child is not None:
         return child(json.loads(args._child))
-    if args.official_root and args.model != "DPTN":
-        parser.error("--official_root is for --model DPTN")
+    from models import find_model_class, model_names
+
+    if args.model.lower() not in model_names():
+        parser.error(f"unknown --model {args.model}; available: {', '.join(model_names())}")
+    model_class = find_model_class(args.model)
+    if args.official_root and not (REPO / "scripts" / "official_bench" / f"{args.model.lower()}.py").is_file():
+        parser.error(f"--official_root: no adapter for {args.model} in scripts/official_bench/")
     batch = args.batch_size or DEFAULT_BATCH[args.dataset_mode]
     base = {"model": args.model, "dataset_mode": args.dataset_mode, "gpu_ids": args.gpu_ids,
             "threads": args.threads, "extra": args.extra.split(), "official_root": args.official_root}
@@ -352,9 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         for flags in speed_flags + args.variant:
             out.append((f"ours {flags}", {**base, "phase": phase, "batch": size, "variant": "ours",
                                           "extra": base["extra"] + flags.split()}))
-        if args.model == "DPTN" and phase == "train" and not args.no_official_ops:
-            out.append(("ours --official_ops", {**base, "phase": phase, "batch": size, "variant": "ours",
-                                                "extra": base["extra"] + ["--official_ops"]}))
+        for flags in () if args.no_official_ops or phase != "train" else model_class.benchmark_variants:
+            out.append((f"ours {flags}", {**base, "phase": phase, "batch": size, "variant": "ours",
+                                          "extra": base["extra"] + flags.split()}))
         if args.official_root:
             out.append(("official", {**base, "phase": phase, "batch": size, "variant": "official",
                                      "official_root": str(Path(args.official_root).resolve())}))

@@ -26,6 +26,9 @@ PG2_STAGE1 = ("--model", "PG2", "--stage", "1", "--ngf", "8")
 # the real DPTN (9.79M parameters) with the Market README flags; random VGG19 weights (no download here)
 DPTN_MARKET = ("--model", "DPTN", "--vgg_random_init", "--dis_layers=3", "--lambda_g=5", "--lambda_rec", "2",
                "--t_s_ratio=0.8")
+# PATN (narrow, so that saving every iteration stays cheap) with Market's image pools, which must resume too;
+# epochs of 18 random pairs
+PATN_MARKET = ("--model", "PATN", "--vgg_random_init", "--ngf", "8", "--ndf", "8", "--pairs_per_epoch", "18")
 
 
 def run_args(root: Path, ckpt: Path, name: str, *extra: str, model: tuple[str, ...] = PG2_STAGE1) -> list[str]:
@@ -46,8 +49,9 @@ def train_process(argv: list[str]) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("model,weights", [(PG2_STAGE1, ("G1",)), (DPTN_MARKET, ("G", "D"))],
-                         ids=["PG2", "DPTN"])
+@pytest.mark.parametrize("model,weights", [(PG2_STAGE1, ("G1",)), (DPTN_MARKET, ("G", "D")),
+                                           (PATN_MARKET, ("netG", "netD_PB", "netD_PP"))],
+                         ids=["PG2", "DPTN", "PATN"])
 def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(tiny_market_root, tmp_path, model, weights):
     steps = 12  # 9 iterations per epoch: the run crosses an epoch boundary
     straight = run_args(tiny_market_root, tmp_path, "straight", "--max_steps", str(steps), model=model)

@@ -22,6 +22,9 @@ CPU = RunContext(device=torch.device("cpu"))
 DPTN = ["--model", "DPTN", "--vgg_random_init", "--dis_layers=3", "--lambda_g=5", "--lambda_rec", "2",
         "--t_s_ratio=0.8"]
 PG2_STAGE1 = ["--model", "PG2", "--stage", "1", "--ngf", "8"]
+# instance norm and no dropout: then micro-batches can equal the whole batch (batch statistics and dropout
+# masks differ by construction); the image pools take the samples one by one, in the same order
+PATN = ["--model", "PATN", "--vgg_random_init", "--norm", "instance", "--no_dropout", "--no_dropout_D"]
 
 
 def build(tmp_path: Path, model: list[str], *extra: str, seed: int = 0):
@@ -34,9 +37,22 @@ def build(tmp_path: Path, model: list[str], *extra: str, seed: int = 0):
     return net
 
 
-def weights(model) -> dict[str, torch.Tensor]:
+def weights(model, leave_out: set[str] = frozenset()) -> dict[str, torch.Tensor]:
     return {f"{name}.{k}": v.detach().clone() for name, net in model.networks().items()
-            for k, v in unwrap(net).state_dict().items()}
+            for k, v in unwrap(net).state_dict().items() if f"{name}.{k}" not in leave_out}
+
+
+def cancelled_biases(model) -> set[str]:
+    """`<net>.<module>.bias` of every conv whose next module in its Sequential is an InstanceNorm."""
+    found = set()
+    for net_name, net in model.networks().items():
+        for name, module in unwrap(net).named_modules():
+            if isinstance(module, torch.nn.Sequential):
+                children = list(module.named_children())
+                for (child, layer), (_, following) in zip(children, children[1:]):
+                    if getattr(layer, "bias", None) is not None and isinstance(following, torch.nn.InstanceNorm2d):
+                        found.add(f"{net_name}.{name}.{child}.bias")
+    return found
 
 
 def max_difference(a: dict, b: dict) -> float:
@@ -52,7 +68,7 @@ def steps(model, count: int = 2, size: int = 4) -> None:
 
 # --- gradient accumulation and memory format ------------------------------------------------------------
 
-@pytest.mark.parametrize("model", [DPTN, PG2_STAGE1], ids=["DPTN", "PG2"])
+@pytest.mark.parametrize("model", [DPTN, PG2_STAGE1, PATN], ids=["DPTN", "PG2", "PATN"])
 def test_accumulated_micro_batches_equal_the_whole_batch(tmp_path, model):
     whole, split = build(tmp_path, model), build(tmp_path, model, "--batchSize", "4", "--accum_steps", "2")
     assert max_difference(weights(whole), weights(split)) == 0.0
@@ -69,9 +85,19 @@ def test_accumulated_micro_batches_equal_the_whole_batch(tmp_path, model):
         scale = max(a.abs().max().item() for a in grads["whole", i])
         for a, b in zip(grads["whole", i], grads["split", i], strict=True):
             torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4 * scale)
+    # a conv bias right before an InstanceNorm is cancelled by it: its gradient is zero up to rounding noise,
+    # which Adam's first steps scale up to +-lr, so such biases are left out of the weight comparison
+    gauge = cancelled_biases(whole)
     moved = max_difference(weights(whole), weights(build(tmp_path, model)))
     assert moved > 1e-5  # the steps changed the weights, so the comparison below means something
-    assert max_difference(weights(whole), weights(split)) < 1e-2 * moved
+    a, b = weights(whole, gauge), weights(split, gauge)
+    if model is PATN:  # many of PATN's gradient entries are cancelling sums near Adam's eps, whose first updates
+        # follow the rounding of the accumulation (the gradients matched above): compare 99% of them
+        differences = torch.cat([(a[k].double() - b[k].double()).abs().flatten() for k in a])
+        sample = differences[torch.randperm(len(differences), generator=torch.Generator().manual_seed(0))[:10**6]]
+        assert torch.quantile(sample, 0.99) < 1e-2 * moved
+    else:
+        assert max_difference(a, b) < 1e-2 * moved
     losses_whole, losses_split = whole.get_current_losses(), split.get_current_losses()
     assert losses_whole.keys() == losses_split.keys()
     for name in losses_whole:
