@@ -116,9 +116,11 @@ class BaseModel:
 
     def keep_batch(self, batch: dict, keys: tuple[str, ...]) -> None:
         """Move the tensors `keys` of a loader batch to the device and point the attributes of the same names
-        at them (keys the batch lacks are skipped); `use_part` later points them at a micro-batch."""
+        at them (keys the batch lacks are skipped); `use_part` later points them at a micro-batch. The pair
+        names become `image_paths`."""
         self.batch = {key: self.to_device(batch[key]) for key in keys if batch.get(key) is not None}
         self.use_part(slice(None))
+        self.image_paths = list(zip(batch["source_name"], batch["target_name"]))
 
     def use_part(self, part: slice) -> None:
         """Point the input attributes at a micro-batch of the kept batch (slice(None): all of it)."""

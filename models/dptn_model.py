@@ -90,7 +90,6 @@ class DPTNModel(BaseModel):
         factor = 2 ** max(self.opt.layers_g, self.opt.dis_layers if self.is_train else 0)
         if height % factor or width % factor:
             raise InputError(f"DPTN needs frames divisible by {factor}; the batch is {height}x{width}")
-        self.image_paths = list(zip(batch["source_name"], batch["target_name"]))
 
     def forward(self) -> None:
         """fake_t, fake_s = G(X_s, P_s, P_t) in training mode (both branches)."""

@@ -103,15 +103,16 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
         g.add_argument("--debug", action="store_true",
                        help="official debug run: 1 epoch, no decay, 10 pairs, print and display every step")
     g.add_argument("--no_flip", action="store_true", help="do not flip (DPTN never flips; kept for the official flag)")
-    # our own
-    g.add_argument("--vgg_path", type=str, default=None,
-                   help="torchvision's vgg19-dcbb9e9d.pth (a file or a folder holding it); default: the torch "
-                        "hub cache. Never downloaded")
-    g.add_argument("--vgg_random_init", action="store_true",
-                   help="random VGG19 weights for the perceptual/style losses (tests and offline demos ONLY)")
-    g.add_argument("--official_ops", action="store_true",
-                   help="train with the official sequence of operations (bit-identical to the official code "
-                        "for the same weights and batch, slower); default: the same losses, batched")
+    # our own (training only: the losses' VGG19 and the order of the training operations)
+    if is_train:
+        g.add_argument("--vgg_path", type=str, default=None,
+                       help="torchvision's vgg19-dcbb9e9d.pth (a file or a folder holding it); default: the torch "
+                            "hub cache. Never downloaded")
+        g.add_argument("--vgg_random_init", action="store_true",
+                       help="random VGG19 weights for the perceptual/style losses (tests and offline demos ONLY)")
+        g.add_argument("--official_ops", action="store_true",
+                       help="train with the official sequence of operations (bit-identical to the official code "
+                            "for the same weights and batch, slower); default: the same losses, batched")
     add_refused_flags(g, REFUSED, is_train, CODE)
     parser.set_defaults(init_type="orthogonal", flip_prob=0.0, display_port=8096, display_winsize=512,
                         fashion_frame="stretch256")

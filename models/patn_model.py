@@ -42,8 +42,8 @@ class PATNModel(BaseModel):
         super().__init__(opt, ctx)
         self.source_image = self.target_image = self.source_pose = self.target_pose = None
         self.fake_image = None
-        if opt.ngf != 64 or opt.ndf != 64:
-            print0(f"note: --ngf {opt.ngf} / --ndf {opt.ndf} build a PATN of another width than the paper's (64)")
+        if opt.ngf != 64 or getattr(opt, "ndf", 64) != 64:
+            print0("note: --ngf / --ndf other than 64 build a PATN of another width than the paper's")
         # official order: G built and initialised, then D_PB, then D_PP (PyTorch's default init), then VGG
         generator = PATNGenerator(image_nc=opt.P_input_nc, pose_nc=2 * opt.BP_input_nc, ngf=opt.ngf, norm=opt.norm,
                                   dropout=not opt.no_dropout, padding_type=opt.padding_type,
@@ -82,7 +82,6 @@ class PATNModel(BaseModel):
     def set_input(self, batch: dict) -> None:
         """P1, P2 (B, 3, H, W) in [-1, 1] and BP1, BP2 (B, 18, H, W) pose maps onto the device; pair names."""
         self.keep_batch(batch, INPUTS)
-        self.image_paths = list(zip(batch["source_name"], batch["target_name"]))
 
     def forward(self) -> None:
         """fake = G(P1, cat(BP1, BP2)): the source pose first."""

@@ -31,7 +31,7 @@ REFUSED = {
     "output_nc": Refused("PATN's generator always outputs 3 channels"),
     "which_direction": Refused("a pix2pix option"),
     "resize_or_crop": Refused("only 'no' (what the README passes) is supported: the official resize and crop "
-                              "modes also scale the pose maps wrongly", ignored=False, default="no",
+                              "modes move the images but not their pose maps", ignored=False, default="no",
                               allowed=("no",)),
     "use_flip": Refused("the official flip mirrors the pose maps without swapping their left/right channels; "
                         "use --flip_prob 0.5, which swaps them", ignored=False, default=0, allowed=("0",)),
@@ -39,6 +39,9 @@ REFUSED = {
     "update_html_freq": Refused("the HTML page is updated at every --display_freq", ignored=False, phase="train"),
     "no_html": Refused("the HTML page is always written", phase="train"),
     "ntest": Refused("use --how_many", phase="test"),
+    **{name: Refused("the discriminators take no part in testing", phase="test")
+       for name in ("which_model_netD", "ndf", "n_layers_D", "n_layers", "with_D_PP", "with_D_PB",
+                    "D_n_downsampling")},
     "aspect_ratio": Refused("results keep the dataset's size", phase="test"),
 }
 
@@ -53,12 +56,7 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
         "2017 pix2pix 'lambda' schedule, DeepFashion at its native 256x176 frame, keypoints outside the frame "
         "drawn as the official map scripts draw them.")
     g.add_argument("--which_model_netG", type=str, default="PATN", choices=["PATN"], help="generator (PATN)")
-    g.add_argument("--which_model_netD", type=str, default="resnet", choices=["resnet"],
-                   help="discriminators (pix2pix's ResNet discriminator)")
     g.add_argument("--ngf", type=int, default=64, help="generator width (the paper's network: 64)")
-    g.add_argument("--ndf", type=int, default=64, help="discriminator width (the paper's network: 64)")
-    g.add_argument("--n_layers_D", "--n_layers", dest="n_layers_D", type=int, default=3,
-                   help="residual blocks of each discriminator (the README's --n_layers is an abbreviation)")
     g.add_argument("--norm", type=str, default=None, choices=["batch", "instance"],
                    help="batch (Market) or instance (DeepFashion) normalisation; None = per dataset")
     g.add_argument("--no_dropout", action="store_true",
@@ -69,13 +67,20 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
                         "passes 18)")
     g.add_argument("--padding_type", type=str, default="reflect", choices=["reflect", "replicate", "zero"],
                    help="padding of the 3x3 convolutions in the PATBs and residual blocks")
-    g.add_argument("--with_D_PP", type=int, default=1, choices=[0, 1], help="train the appearance discriminator")
-    g.add_argument("--with_D_PB", type=int, default=1, choices=[0, 1], help="train the shape discriminator")
     g.add_argument("--G_n_downsampling", type=int, default=2, help="downsamplings of the generator's encoders")
-    g.add_argument("--D_n_downsampling", type=int, default=2, help="downsamplings of the discriminators (0-3)")
     g.add_argument("--no_flip", action="store_true",
                    help="do not flip (PATN never flips; kept for the README, contradicts --flip_prob > 0)")
-    if is_train:
+    if is_train:  # the discriminators and the losses exist only in training
+        g.add_argument("--which_model_netD", type=str, default="resnet", choices=["resnet"],
+                       help="discriminators (pix2pix's ResNet discriminator)")
+        g.add_argument("--ndf", type=int, default=64, help="discriminator width (the paper's network: 64)")
+        g.add_argument("--n_layers_D", "--n_layers", dest="n_layers_D", type=int, default=3,
+                       help="residual blocks of each discriminator (the README's --n_layers is an abbreviation)")
+        g.add_argument("--with_D_PP", type=int, default=1, choices=[0, 1],
+                       help="train the appearance discriminator")
+        g.add_argument("--with_D_PB", type=int, default=1, choices=[0, 1], help="train the shape discriminator")
+        g.add_argument("--D_n_downsampling", type=int, default=2,
+                       help="downsamplings of the discriminators (0-3)")
         g.add_argument("--no_dropout_D", action="store_true", help="no dropout in the discriminators")
         g.add_argument("--no_lsgan", type=int, nargs="?", const=1, default=None, choices=[0, 1],
                        help="vanilla GAN (sigmoid + BCE, on D's logits) instead of LSGAN; `--no_lsgan 0` forces "
@@ -143,10 +148,8 @@ def derive_options(opt) -> None:
             setattr(opt, key, value)
     checks = [(opt.P_input_nc == 3, f"--P_input_nc {opt.P_input_nc}: PATN reads RGB images (3)"),
               (opt.BP_input_nc == 18, f"--BP_input_nc {opt.BP_input_nc}: the pose maps have 18 channels"),
-              (opt.ngf >= 1 and opt.ndf >= 1, "--ngf and --ndf must be >= 1"),
-              (opt.n_layers_D >= 0, "--n_layers_D must be >= 0"),
+              (opt.ngf >= 1, "--ngf must be >= 1"),
               (opt.G_n_downsampling >= 0, "--G_n_downsampling must be >= 0"),
-              (0 <= opt.D_n_downsampling <= 3, "--D_n_downsampling must be 0 to 3 (the official discriminator)"),
               (opt.flip_prob == 0.0 or not opt.no_flip, "--no_flip contradicts --flip_prob > 0"),
               (opt.pose_encoding in ("gaussian", "pixel"),
                f"--pose_encoding {opt.pose_encoding}: PATN reads Gaussian (or one-pixel) maps in [0, 1]")]
@@ -156,7 +159,9 @@ def derive_options(opt) -> None:
                    f"--G_n_downsampling {opt.G_n_downsampling}: the {height}x{width} frame is not divisible by "
                    f"{factor}"))
     if opt.is_train:
-        checks += [(opt.DG_ratio >= 1, "--DG_ratio must be >= 1"),
+        checks += [(opt.ndf >= 1, "--ndf must be >= 1"), (opt.n_layers_D >= 0, "--n_layers_D must be >= 0"),
+                   (0 <= opt.D_n_downsampling <= 3, "--D_n_downsampling must be 0 to 3 (the official discriminator)"),
+                   (opt.DG_ratio >= 1, "--DG_ratio must be >= 1"),
                    (opt.pool_size >= 0, "--pool_size must be >= 0"),
                    (0 <= opt.perceptual_layers <= 36, "--perceptual_layers must index vgg19().features (0-36)")]
     for ok, message in checks:

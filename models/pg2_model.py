@@ -1,7 +1,9 @@
 """PG2: two-stage pose-guided person image generation.
 
-Paper: Ma et al., "Pose Guided Person Image Generation", NeurIPS 2017. Spec: specs/pg2.md (networks Sec. 3,
-losses Sec. 4, training Sec. 5, test-time forward Sec. 6).
+Paper: Ma et al., "Pose Guided Person Image Generation", NeurIPS 2017. Official TF code:
+charliememory/Pose-Guided-Person-Image-Generation (`trainer.py` Market, `trainer256.py` DeepFashion); PyTorch
+re-implementation budui/Human-Pose-Transfer. Networks, losses, schedule, options and what is tested:
+docs/models/pg2.md.
 
 - `--stage 1` trains G1 alone on the pose-mask L1: Ĝ1 = G1(I_A, P_B).
 - `--stage 2` loads G1 from a stage-1 run (`--stage1_name`, `--stage1_epoch`), freezes it, and trains G2 and
@@ -9,7 +11,8 @@ losses Sec. 4, training Sec. 5, test-time forward Sec. 6).
   saves G1, so test.py loads G1 and G2 from the same run.
 - Length: `--niter_stage1` / `--niter_stage2` (iterations; paper defaults per dataset) set `--max_steps`
   unless it is given; `--niter` (epochs) is only a cap.
-- Initialisation is the spec's (Sec. 3.5) and is built into the networks; `--init_type` is not used.
+- Initialisation (Xavier-uniform G1/G2 as TF slim's default, HPT's `tflib` uniform D; docs/models/pg2.md) is
+  built into the networks; `--init_type` is not used.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ PAPER_NGF = 128
 
 @dataclass(frozen=True)
 class PG2Geometry:
-    """Network frame and depths for one dataset layout (specs/pg2.md Sec. 1 and 2.4)."""
+    """Network frame and depths for one dataset layout (docs/models/pg2.md, "The model" and "Geometry")."""
 
     height: int
     width: int
@@ -52,7 +55,8 @@ GEOMETRIES: dict[tuple[str, str | None], PG2Geometry] = {
     ("fashion", "native"): PG2Geometry(256, 176, g1_depth=5, g2_depth=4, g2_skips=None, d_convs=5),
 }
 
-# paper defaults per data format (specs/pg2.md Sec. 1, 4, 5)
+# paper defaults per data format: loss weights of TF's trainer.py / trainer256.py, the paper's batch sizes and
+# iteration counts (docs/models/pg2.md, "Losses" and "Training")
 PAPER_DEFAULTS = {
     "market": {"lambda_mask_l1": 10.0, "lambda_gan": 1.0, "batch_size": 16, "niter_stage1": 22000,
                "niter_stage2": 14000},
@@ -161,7 +165,7 @@ class PG2Model(BaseModel):
                 self.optimizers = [self.optimizer_G1]
             return
 
-        # stage 2: G1 frozen (pitfall 12); trained nets G2 and D
+        # stage 2: G1 is frozen (no grad, in no optimiser), or stage 2 would also change it; G2 and D train
         self.set_requires_grad(self.netG1, False)
         self.netG2 = PG2GeneratorStage2(geo.height, geo.width, geo.g2_depth, opt.ngf, geo.g2_skips).to(self.device)
         self.model_names = ["G1", "G2", "D"] if self.is_train else ["G1", "G2"]
@@ -183,7 +187,7 @@ class PG2Model(BaseModel):
     # --- construction helpers --------------------------------------------------------------------------
 
     def adam(self, net: nn.Module) -> torch.optim.Adam:
-        """Adam(lr, betas (beta1, 0.999), eps 1e-8) over the network's parameters (specs/pg2.md Sec. 5)."""
+        """Adam(lr, betas (beta1, 0.999), eps 1e-8) over the network's parameters (TF trainer.py, dcgan mode)."""
         return torch.optim.Adam(net.parameters(), lr=self.opt.lr, betas=(self.opt.beta1, 0.999), eps=1e-8)
 
     @staticmethod
@@ -222,7 +226,6 @@ class PG2Model(BaseModel):
         if frame != (self.geometry.height, self.geometry.width):
             raise InputError(f"PG2 was built for {self.geometry.height}x{self.geometry.width} frames "
                              f"({self.opt.data_format}), the batch has {frame[0]}x{frame[1]}")
-        self.image_paths = list(zip(batch["source_name"], batch["target_name"]))
 
     def forward(self) -> None:
         """Ĝ1 = G1(I_A, P_B); in stage 2 also Ĝ2 = Ĝ1 + G2(I_A, Ĝ1), with G1 under no_grad."""

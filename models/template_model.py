@@ -60,7 +60,6 @@ class TemplateModel(BaseModel):
     def set_input(self, batch: dict) -> None:
         """Images (B, 3, H, W) in [-1, 1] and pose maps (B, 18, H, W) onto the device; the pair names."""
         self.keep_batch(batch, INPUTS)
-        self.image_paths = list(zip(batch["source_name"], batch["target_name"]))
 
     def forward(self) -> None:
         self.fake_image = self.netG(self.source_image, torch.cat((self.source_pose, self.target_pose), 1))

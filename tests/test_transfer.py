@@ -83,15 +83,16 @@ def tiles(path: Path, count: int = 3) -> list[np.ndarray]:
     return [image[:, i * width:(i + 1) * width] for i in range(count)]
 
 
-def transfer_of_first_test_pair(run: list[str], root: Path, tmp_path: Path, prefix: str) -> tuple[Path, np.ndarray]:
+def transfer_of_first_test_pair(run: list[str], root: Path, tmp_path: Path, prefix: str,
+                                subfolder: str = "") -> tuple[Path, np.ndarray]:
     """Run test.py on the first test pair and scripts.transfer on the same pair (dataset image, CSV poses);
-    return the transfer arguments and test.py's image."""
+    return the transfer arguments and test.py's image (in `subfolder` of --results_dir: PATN's convention)."""
     source, target = read_pairs(root / f"{prefix}-pairs-test.csv")[0]
     results = tmp_path / "results"
     argv = run + ["--dataroot", str(root), "--results_dir", str(results), "--how_many", "1",
                   "--only_generated", "--image_format", "png", "--num_threads", "0"]
     assert test_script.main(argv) == 0
-    expected = np.asarray(Image.open(results / f"{Path(source).stem}_2_{Path(target).stem}_vis.png"))
+    expected = np.asarray(Image.open(results / subfolder / f"{Path(source).stem}_2_{Path(target).stem}_vis.png"))
     csv = root / f"{prefix}-annotation-test.csv"
     common = run + ["--source", str(root / "test" / source), "--source_pose", f"{csv}:{source}",
                     "--target", f"{csv}:{target}"]
@@ -120,6 +121,18 @@ def test_dptn_on_deepfashion_gives_exactly_what_test_py_gives(tiny_fashion_root,
     assert train_script.main(model + ["--dataroot", str(tiny_fashion_root), "--vgg_random_init", "--num_threads",
                                       "0", "--batchSize", "1", "--max_steps", "1"]) == 0
     _, expected = transfer_of_first_test_pair(model, tiny_fashion_root, tmp_path, "fasion-resize")
+    assert expected.shape == (256, 176, 3)
+
+
+def test_patn_on_deepfashion_gives_exactly_what_test_py_gives(tiny_fashion_root, tmp_path):
+    """PATN at DeepFashion's native 256x176 frame on one-pixel pose maps (a narrow network: the path is tested)."""
+    ckpt = tmp_path / "ckpt"
+    model = ["--name", "patn", "--model", "PATN", "--dataset_mode", "fashion", "--checkpoints_dir", str(ckpt),
+             "--gpu_ids", "-1", "--ngf", "8", "--pose_encoding", "pixel"]
+    assert train_script.main(model + ["--dataroot", str(tiny_fashion_root), "--vgg_random_init", "--num_threads",
+                                      "0", "--batchSize", "1", "--max_steps", "1", "--ndf", "8"]) == 0
+    _, expected = transfer_of_first_test_pair(model, tiny_fashion_root, tmp_path, "fasion-resize",
+                                              "patn/test_latest")
     assert expected.shape == (256, 176, 3)
 
 

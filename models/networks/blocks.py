@@ -1,9 +1,11 @@
 """Layers shared by the generators and discriminators (defined once here, imported by every network file).
 
-The definitions follow specs/pg2.md Sec. 3.1 (PG2, Ma et al., "Pose Guided Person Image Generation",
-NeurIPS 2017): `conv2d` pads k//2 and has a bias, `ResBlock` puts the ReLU before the sum, `Down` is a
-stride-2 3x3 conv + ReLU, `Up` is nearest x2 upsampling (optionally with a 1x1 conv + ReLU).
-Submodule names (`main`, Sequential indices) are chosen so that state dicts match the HPT layout (Sec. 3.6).
+The PG2 blocks (Ma et al., "Pose Guided Person Image Generation", NeurIPS 2017; official TF code
+charliememory/Pose-Guided-Person-Image-Generation `models.py`, which builds them with slim convs and ReLU):
+`conv2d` pads k//2 and has a bias, `ResBlock` puts the ReLU before the sum, `Down` is a stride-2 3x3 conv +
+ReLU, `Up` is nearest x2 upsampling (optionally with a 1x1 conv + ReLU). Submodule names (`main`, Sequential
+indices) are those of budui/Human-Pose-Transfer `implementations/PG2/model.py`, so that state dicts match
+HPT's layout (docs/models/pg2.md; tests/test_pg2.py::test_state_dict_names_and_shapes_market).
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ class Down(nn.Sequential):
 class Up(nn.Sequential):
     """Up: nearest x2 upsampling; with channels given, also a 1x1 conv Ci->Co and a ReLU (PG2's G1 Up).
 
-    The spec orders it upsample -> conv1x1 -> ReLU. A 1x1 conv and a ReLU act on each pixel alone, so they
+    TF and HPT order it upsample -> conv1x1 -> ReLU. A 1x1 conv and a ReLU act on each pixel alone, so they
     commute exactly with nearest upsampling; they run first here, on 4x fewer pixels, and the 1x1 conv keeps
     index 0 (the HPT key `conv.0.weight`). (B, Ci, H, W) -> (B, Co, 2H, 2W).
     """

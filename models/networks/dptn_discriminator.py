@@ -1,10 +1,13 @@
 """DPTN discriminator: a residual, spectral-normalised patch discriminator that sees the image alone.
 
 Paper: Zhang et al., "Exploring Dual-task Correlation for Pose Guided Person Image Generation", CVPR 2022.
-Spec: specs/dptn.md Sec. 3. Every conv is wrapped in torch.nn.utils.spectral_norm (keys weight_orig, weight_u,
-weight_v; one power iteration per forward in training mode); there is no normalisation layer. With
-`use_spect=False` (the official --use_spect_d flag) only the final 1x1 conv keeps spectral norm.
-State_dict keys, order and shapes equal shared/specs/dptn_D_state_dict.txt (3 levels Market, 4 DeepFashion).
+Official code: PangzeCheung/Dual-task-Pose-Transformer-Network `models/networks.py` (`ResDiscriminator`) with
+the blocks of `models/base_function.py` (ResBlockEncoderOptimized, ResBlockEncoder); docs/models/dptn.md.
+Every conv is wrapped in torch.nn.utils.spectral_norm (keys weight_orig, weight_u, weight_v; one power
+iteration per forward in training mode); there is no normalisation layer. With `use_spect=False` (the official
+--use_spect_d flag) only the final 1x1 conv keeps spectral norm. State_dict keys, order and shapes equal the
+official listing in tests/data/dptn_D_state_dict.txt (3 levels Market, 4 DeepFashion), checked by
+tests/test_dptn.py::test_discriminator_state_dict_equals_listing.
 """
 from __future__ import annotations
 

@@ -2,11 +2,15 @@
 encoder for the attention values, the Pose Transformer Module, and a decoder shared by both branches.
 
 Paper: Zhang et al., "Exploring Dual-task Correlation for Pose Guided Person Image Generation", CVPR 2022.
-Spec: specs/dptn.md Sec. 2 (blocks 2.1, topology 2.2, forward 2.3, PTM 2.4, counts 2.5).
+Official code: PangzeCheung/Dual-task-Pose-Transformer-Network `models/networks.py` (the generator, its
+`SourceEncoder` and forward), with the blocks of `models/base_function.py` (EncoderBlockOptimized,
+EncoderBlock, ResBlock, ResBlockDecoder, Output). Topology, forward and parameter counts: docs/models/dptn.md
+("The model").
 
-State_dict keys, their order and shapes equal the official ones (shared/specs/dptn_G_state_dict.txt): the
-blocks keep the official Sequential indices, and ResBlock / Output register their convs twice (as attributes
-and inside `model`/`shortcut`), so those tensors appear under two names, as in the official checkpoints.
+State_dict keys, their order and shapes equal the official ones (the listing in tests/data/dptn_G_state_dict.txt,
+checked by tests/test_dptn.py::test_generator_state_dict_equals_listing): the blocks keep the official
+Sequential indices, and ResBlock / Output register their convs twice (as attributes and inside
+`model`/`shortcut`), so those tensors appear under two names, as in the official checkpoints.
 Modules are built in the official order, so the same seed draws the same initial weights.
 """
 from __future__ import annotations

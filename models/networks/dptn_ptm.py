@@ -1,8 +1,9 @@
 """DPTN's Pose Transformer Module (PTM): Context Augment Blocks (CABs) and Texture Transfer Blocks (TTBs).
 
 Paper: Zhang et al., "Exploring Dual-task Correlation for Pose Guided Person Image Generation", CVPR 2022.
-Spec: specs/dptn.md Sec. 2.4. Tokens are (L, B, C) with L = H*W in row-major order; there is no positional
-embedding. `seq_norm` is a 1-d norm over the L tokens of each (batch, channel), as the official code applies it.
+Official code: PangzeCheung/Dual-task-Pose-Transformer-Network `models/PTM.py`; docs/models/dptn.md ("The
+model"). Tokens are (L, B, C) with L = H*W in row-major order; there is no positional embedding. `seq_norm` is
+a 1-d norm over the L tokens of each (batch, channel), as the official code applies it.
 
 Module names and registration order give the official state_dict keys (`PTM.encoder.layers.<i>.self_attn...`,
 `PTM.decoder.layers.<i>.multihead_attn...`, `PTM.decoder.norm.*`).
@@ -108,7 +109,8 @@ class CABs(nn.Module):
 
 
 class TTBs(nn.Module):
-    """The TTB stack followed by `norm`; returns (B, C, L), as the official code does (Sec. 2.4)."""
+    """The TTB stack followed by `norm`; returns (B, C, L), as the official `TTBs` does (it never permutes back,
+    and the PTM's final reshape relies on that)."""
 
     def __init__(self, block: TTB, count: int, norm: nn.Module) -> None:
         super().__init__()

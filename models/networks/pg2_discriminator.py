@@ -1,7 +1,10 @@
 """PG2 discriminator D: DCGAN-style, unconditional (sees single 3-channel images), one logit per image.
 
-Paper: Ma et al., "Pose Guided Person Image Generation", NeurIPS 2017. Spec: specs/pg2.md Sec. 3.4
-(layers, parameter counts), 3.5 (initialisation), 3.6 (state-dict names, HPT layout).
+Paper: Ma et al., "Pose Guided Person Image Generation", NeurIPS 2017. Official TF code:
+charliememory/Pose-Guided-Person-Image-Generation (`DCGANDiscriminator` of `wgan_gp_128x64.py`, used by
+`trainer.py`). Layers and names follow budui/Human-Pose-Transfer `implementations/PG2/model.py`
+(`Discriminator`), whose fc size is hard-coded and breaks on 256x176; here it comes from a dummy forward.
+Parameter counts and init: docs/models/pg2.md ("The model"); tests/test_pg2.py checks them.
 Default: convs without bias (HPT); `conv_bias=True` gives TF's biased convs.
 """
 from __future__ import annotations

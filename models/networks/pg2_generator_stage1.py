@@ -1,8 +1,14 @@
 """PG2 stage-1 generator G1: a U-Net with a fully connected bottleneck.
 
-Paper: Ma et al., "Pose Guided Person Image Generation", NeurIPS 2017. Spec: specs/pg2.md Sec. 3.2
-(layer tables and parameter counts), 3.5 (initialisation), 3.6 (state-dict names, HPT layout), 2.4 and
-pitfalls 1-2 (geometry). Input cat(I_A, P_B) = 21 channels; output Ĝ1, 3 channels, linear (no tanh).
+Paper: Ma et al., "Pose Guided Person Image Generation", NeurIPS 2017 (the stage-I generator). Official TF
+code: charliememory/Pose-Guided-Person-Image-Generation `models.py` (`GeneratorCNN_Pose_UAEAfterResidual`).
+Module names follow budui/Human-Pose-Transfer `implementations/PG2/model.py` (`Generator1`), so the state_dict
+keys are HPT's. Layer widths, parameter counts, Xavier init and geometry: docs/models/pg2.md ("The model",
+"Geometry"); tests/test_pg2.py checks the counts and names.
+
+The fc sizes come from a dummy forward of the encoder: HPT's int(H / 2^(N-1)) is right only for frames that
+halve evenly, and depth N = 6 cannot fit DeepFashion's 176 columns (after upsampling, the 6-wide map no longer
+matches the 11-wide skip). Input cat(I_A, P_B) = 21 channels; output Ĝ1, 3 channels, linear (no tanh).
 """
 from __future__ import annotations
 
@@ -60,8 +66,8 @@ class PG2GeneratorStage1(nn.Module):
         if depth < 1 or height % factor or width % factor:
             raise InputError(
                 f"PG2 G1 with depth N={depth} needs a frame whose height and width are divisible by "
-                f"2^(N-1)={factor}, got {height}x{width} (specs/pg2.md 2.4: DeepFashion 256x176 works with "
-                "N=5 (--fashion_frame native) or padded to 256x256 with N=6 (pad256))")
+                f"2^(N-1)={factor}, got {height}x{width} (docs/models/pg2.md, Geometry: DeepFashion 256x176 "
+                "works with N=5 (--fashion_frame native) or padded to 256x256 with N=6 (pad256))")
         n = ngf
         self.height, self.width, self.depth, self.ngf = height, width, depth, ngf
         in_channels = image_channels + pose_channels

@@ -1,8 +1,13 @@
 """PG2 stage-2 generator G2: a U-Net (no fc, no residuals, no normalisation) predicting a difference map.
 
-Paper: Ma et al., "Pose Guided Person Image Generation", NeurIPS 2017. Spec: specs/pg2.md Sec. 3.3
-(layer tables, skip rules, parameter counts), 3.5 (initialisation), 3.6 (state-dict names, HPT layout).
-Input cat(I_A, Ĝ1) = 6 channels; output the difference map; the model forms Ĝ2 = Ĝ1 + G2(I_A, Ĝ1).
+Paper: Ma et al., "Pose Guided Person Image Generation", NeurIPS 2017 (the stage-II generator). Official TF
+code: charliememory/Pose-Guided-Person-Image-Generation `models.py`, `UAE_noFC_After2Noise` (Market: the
+full-resolution skip dropped) and `UAE_noFC_AfterNoise` (DeepFashion: all skips), built without noise
+(`noise_dim=0` in its `trainer.py`). Module names follow budui/Human-Pose-Transfer `implementations/PG2/model.py`
+(`Generator2`, Market with `num_skip_out_connect=1`). Parameter counts, Xavier init and skip rules:
+docs/models/pg2.md ("The model"); tests/test_pg2.py checks them.
+Input cat(I_A, Ĝ1) = 6 channels (TF concatenates the reverse order, which matters only when porting TF
+weights); output the difference map; the model forms Ĝ2 = Ĝ1 + G2(I_A, Ĝ1).
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ The layers are torchvision's `vgg19().features` (same indices, so `features.<i>.
 `vgg19-dcbb9e9d.pth` load into them strictly); the classifier is never built. Weights come from --vgg_path or
 the torch hub cache, never from the network (util/weights.py); `random_init=True` is for tests and offline
 demos and announces itself. Taps are named reluX_Y and taken after their ReLU, as in DPTN's VGG19
-(specs/dptn.md Sec. 5); the network stops at the deepest tap asked for.
+(PangzeCheung/Dual-task-Pose-Transformer-Network `models/external_function.py`; docs/models/dptn.md, "Losses
+and training"); the network stops at the deepest tap asked for.
 """
 from __future__ import annotations
 
