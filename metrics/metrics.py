@@ -249,7 +249,8 @@ def provenance_record(args: argparse.Namespace, argv: list[str] | None, plan: Pl
         "annotation": _file_record(args.annotation) if plan.keypoints is not None else None,
         "image_size": list(plan.size),
         "padding": f"white 256x176 -> 256x256 at columns [40, 216) for {padded}" if plan.pad else "none",
-        "ssim_psnr": "batched torch, float64 from the uint8 pixels, equal to scikit-image per image",
+        "ssim_psnr": ("numba streaming kernels (metrics/ssim_cpu.py)" if plan.device.type == "cpu" else
+                      "batched torch") + ", float64 from the uint8 pixels, equal to scikit-image per image",
         "device": str(plan.device), "batch_size": args.batch_size, "num_workers": args.num_workers,
         "versions": versions(),
     }

@@ -189,22 +189,22 @@ class BaseModel:
             share = (part.stop - part.start) / batch_size
             with self.autocast():
                 loss, terms = compute(MicroBatch(index, len(parts)))
+            self.check_loss_names(terms)  # before anything is back-propagated or stepped
             self.scaler.scale(loss if share == 1.0 else loss * share).backward()
             for name, value in terms.items():
                 value = value.detach() if share == 1.0 else value.detach() * share
                 logged[name] = logged[name] + value if name in logged else value
         for optimizer in optimizers:
             self.scaler.step(optimizer)  # skipped by the scaler if fp16 overflowed
-        self.record_losses(logged)
+        self.losses.update(logged)
         return logged
 
-    def record_losses(self, terms: dict[str, torch.Tensor]) -> None:
-        """Keep loss terms for `get_current_losses`; every name must be declared in `loss_names`."""
+    def check_loss_names(self, terms: dict[str, torch.Tensor]) -> None:
+        """Every logged term must be declared in `loss_names` (else UndeclaredLossError naming it)."""
         unknown = [name for name in terms if name not in self.loss_names]
         if unknown:
             raise UndeclaredLossError(f"{type(self).__name__} logs loss term(s) {', '.join(map(repr, unknown))} "
                                       f"that its loss_names ({', '.join(self.loss_names)}) do not declare")
-        self.losses.update(terms)
 
     def optimize_parameters(self) -> None:
         """One training iteration: the model's `training_iteration`, then the fp16 loss-scale update."""

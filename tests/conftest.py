@@ -25,6 +25,11 @@ from PIL import Image
 from data.annotations import NUM_KEYPOINTS, read_annotations, write_annotations, write_pairs
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: a test that takes more than ~8 s on 2 cores (deselect with "
+                                       "-m 'not slow' for a quick run; CI runs every test)")
 SHARED_ANNOTATIONS = SHARED / "data" / "annotations"
 SIZES = {"market": (128, 64), "fashion": (256, 176)}  # (H, W)
 TORSO = (1, 2, 5, 8, 11)  # neck, shoulders, hips: the drawn body needs them

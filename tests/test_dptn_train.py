@@ -284,6 +284,7 @@ def test_readme_commands_train_and_test_on_cpu(mode, request, tmp_path):
     assert first.read_bytes() == jpeg_bytes(expected)
 
 
+@pytest.mark.slow
 def test_bench_train_prints_throughput_and_memory(capsys):
     from scripts import bench_train
 

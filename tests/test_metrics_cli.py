@@ -57,6 +57,7 @@ def dptn_command(root: Path, results: Path, name: Path) -> list[str]:
             f"--name={name}", "--market"]
 
 
+@pytest.mark.slow
 def test_dptn_command_end_to_end_on_test_py_output(generated, tiny_market_root, tmp_path, capsys):
     name = tmp_path / "reports" / "market"
     extra = ["--random_weights", "--fid_batch_size", "4", "--cache_dir", str(tmp_path / "cache"),

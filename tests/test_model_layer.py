@@ -67,7 +67,8 @@ def test_a_loss_name_that_is_not_declared_raises(tmp_path):
     before = [p.detach().clone() for p in model.netG.parameters()]
     with pytest.raises(UndeclaredLossError, match="'G_l1'.*loss_names \\(G_L1\\)"):
         model.train_step(model.optimizer_G, mistyped)
-    assert model.get_current_losses() == {}  # nothing half-logged
+    assert model.get_current_losses() == {}  # nothing logged, nothing stepped
+    assert all(torch.equal(a, p) for a, p in zip(before, model.netG.parameters()))
     model.optimize_parameters()
     assert list(model.get_current_losses()) == ["G_L1"]
     assert any(not torch.equal(a, p) for a, p in zip(before, model.netG.parameters()))

@@ -252,6 +252,7 @@ def test_seeded_model_matches_the_official_init_and_forward(tmp_path, vgg_file, 
     assert sums([model.fake_image]) == gold["eval_forward"]["output"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset,official_ops", [("market", True), ("fashion", False), ("market", False)])
 def test_two_training_steps_match_the_official_ones(tmp_path, vgg_file, dataset, official_ops):
     model = train_model(tmp_path, vgg_file, dataset, *(["--official_ops"] if official_ops else []))
@@ -333,6 +334,7 @@ def bce(p: torch.Tensor, target: float) -> torch.Tensor:
     return -(target * torch.log(p) + (1 - target) * torch.log(1 - p)).mean()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["market", "fashion"])
 def test_every_loss_term_equals_the_formula(tmp_path, vgg_file, dataset):
     # dropout off (its placeholders keep the keys) so that the terms can be recomputed deterministically

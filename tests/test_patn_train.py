@@ -218,6 +218,7 @@ def test_keypoint_mode_names_what_is_missing_or_wrong(make_pose_dataset, tmp_pat
 
 # --- train -> test on tiny data, the official commands verbatim ------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["market", "fashion"])
 def test_readme_commands_train_and_test_on_cpu(official_layout, dataset):
     vgg = official_layout / "vgg19-dcbb9e9d.pth"

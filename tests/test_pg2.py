@@ -534,6 +534,7 @@ print("ok", ctx.rank, flush=True)
 """
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes(tmp_path):
     import os
     import socket

@@ -52,6 +52,7 @@ def train_process(argv: list[str]) -> subprocess.Popen:
 @pytest.mark.parametrize("model,weights", [(PG2_STAGE1, ("G1",)), (DPTN_MARKET, ("G", "D")),
                                            (PATN_MARKET, ("netG", "netD_PB", "netD_PP"))],
                          ids=["PG2", "DPTN", "PATN"])
+@pytest.mark.slow
 def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(tiny_market_root, tmp_path, model, weights):
     steps = 12  # 9 iterations per epoch: the run crosses an epoch boundary
     straight = run_args(tiny_market_root, tmp_path, "straight", "--max_steps", str(steps), model=model)

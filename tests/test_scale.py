@@ -68,6 +68,7 @@ def steps(model, count: int = 2, size: int = 4) -> None:
 
 # --- gradient accumulation and memory format ------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [DPTN, PG2_STAGE1, PATN], ids=["DPTN", "PG2", "PATN"])
 def test_accumulated_micro_batches_equal_the_whole_batch(tmp_path, model):
     whole, split = build(tmp_path, model), build(tmp_path, model, "--batchSize", "4", "--accum_steps", "2")
@@ -211,6 +212,7 @@ def loss_lines(folder: Path) -> list[list[float]]:
     return [[float(v) for v in line.split(")", 1)[1].split()[1::2]] for line in lines]
 
 
+@pytest.mark.slow
 def test_torchrun_gloo_matches_one_process_and_resumes_the_sampler(tiny_market_root, tmp_path):
     steps_wanted = 3
     run(train_argv(tiny_market_root, tmp_path, "single", 2, "--max_steps", str(steps_wanted)))
@@ -232,6 +234,7 @@ def test_torchrun_gloo_matches_one_process_and_resumes_the_sampler(tiny_market_r
     assert max_difference(run_weights(ddp), run_weights(tmp_path / "split")) == 0.0
 
 
+@pytest.mark.slow
 def test_torchrun_gloo_gives_the_one_process_weights(tiny_market_root, tmp_path):
     for name, batch_size, processes in (("single", 4, 1), ("ddp", 2, 2)):
         run(train_argv(tiny_market_root, tmp_path, name, batch_size, "--max_steps", "3", model=PG2_STAGE1),
