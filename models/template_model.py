@@ -1,7 +1,7 @@
 """A template model: the smallest complete model, to copy when adding one (see docs/adding_a_model.md).
 
-It is a working baseline, `--model template`: a small PATN-style generator G(source image, source and target
-pose maps) trained with L1 against the target. To add your model `mymodel`, copy this file to
+It is a working baseline, `--model template`: a small PATN-style generator G(source image, target pose maps)
+trained with L1 against the target. To add your model `mymodel`, copy this file to
 models/mymodel_model.py, rename the class MymodelModel, and fill in:
 1. `modify_commandline_options`: your paper's flags and defaults (an official command line's flags and the
    official flags you refuse go in models/mymodel_options.py, see models/patn_options.py);
@@ -24,11 +24,11 @@ from models.networks.init import init_weights
 from models.networks.patn_generator import PATNGenerator
 from util.io import InputError
 
-INPUTS = ("source_image", "target_image", "source_pose", "target_pose")  # keys of the dataset's items
+INPUTS = ("source_image", "target_image", "target_pose")  # the keys of the dataset's items this model reads
 
 
 class TemplateModel(BaseModel):
-    """G(source, poses) -> target, trained on L1 alone (a baseline, not a paper's model)."""
+    """G(source, target pose) -> target, trained on L1 alone (a baseline, not a paper's model)."""
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
@@ -47,8 +47,9 @@ class TemplateModel(BaseModel):
 
     def __init__(self, opt, ctx) -> None:
         super().__init__(opt, ctx)
-        self.source_image = self.target_image = self.source_pose = self.target_pose = self.fake_image = None
-        generator = PATNGenerator(ngf=opt.template_ngf, blocks=opt.template_blocks, norm="instance", dropout=False)
+        self.source_image = self.target_image = self.target_pose = self.fake_image = None
+        generator = PATNGenerator(pose_nc=18, ngf=opt.template_ngf, blocks=opt.template_blocks, norm="instance",
+                                  dropout=False)
         self.netG = self.prepare(init_weights(generator, opt.init_type, opt.init_gain), trained=self.is_train)
         self.model_names = ["G"]  # saved as <tag>_net_G.pth
         self.loss_names = ["G_L1"]  # every name train_step may log
@@ -58,11 +59,12 @@ class TemplateModel(BaseModel):
             self.optimizers = [self.optimizer_G]
 
     def set_input(self, batch: dict) -> None:
-        """Images (B, 3, H, W) in [-1, 1] and pose maps (B, 18, H, W) onto the device; the pair names."""
+        """Images (B, 3, H, W) in [-1, 1] and the target's pose maps (B, 18, H, W) onto the device."""
         self.keep_batch(batch, INPUTS)
 
     def forward(self) -> None:
-        self.fake_image = self.netG(self.source_image, torch.cat((self.source_pose, self.target_pose), 1))
+        """The generated target (B, 3, H, W) in [-1, 1]."""
+        self.fake_image = self.netG(self.source_image, self.target_pose)
 
     def generated_images(self) -> torch.Tensor:
         return self.fake_image.float()
