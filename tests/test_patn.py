@@ -9,10 +9,12 @@ batches `inputs()` of tests/test_dptn.py; the training steps after torch.manual_
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import hashlib
 import json
 import random
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -165,6 +167,25 @@ def pytorch031_checkpoint(dataset: str, prefix: str = "", seed: int = 3) -> "Ord
     return state
 
 
+@contextlib.contextmanager
+def pytorch03_tensor_pickling():
+    """torch.save pickles tensors as PyTorch 0.3 did: `torch._utils._rebuild_tensor(storage, offset, size,
+    stride)` (today's files use _rebuild_tensor_v2), so the file is read as a released 0.3.1 file is."""
+    original = torch.Tensor.__reduce_ex__
+
+    def reduce(self, protocol):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TypedStorage is deprecated, and is what 0.3 pickled
+            return torch._utils._rebuild_tensor, (self.storage(), self.storage_offset(), tuple(self.size()),
+                                                  self.stride())
+
+    torch.Tensor.__reduce_ex__ = reduce
+    try:
+        yield
+    finally:
+        torch.Tensor.__reduce_ex__ = original
+
+
 def instance_norms() -> list[tuple[str, int]]:
     """(module name, channels) of the DeepFashion generator's InstanceNorm layers."""
     return [(name, m.num_features) for name, m in PATNGenerator(norm="instance").named_modules()
@@ -177,7 +198,9 @@ def test_released_checkpoints_load_strictly_and_round_trip(tmp_path, capsys, dat
     official = pytorch031_checkpoint(dataset, prefix)
     assert len(official) == on_disk and len(instance_norms()) == 35
     path = tmp_path / "latest_net_netG.pth"
-    torch.save(official, path, _use_new_zipfile_serialization=False)  # the pre-1.6 file format
+    with pytorch03_tensor_pickling():
+        torch.save(official, path, _use_new_zipfile_serialization=False)  # the pre-1.6 file format
+    assert b"_rebuild_tensor_v2" not in path.read_bytes() and b"_rebuild_tensor" in path.read_bytes()
     net = PATNGenerator(norm=NORMS[dataset])
     load_weights(net, path)
     note = capsys.readouterr().out
