@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from data.annotations import read_annotations, read_pairs
 from data.geometry import (FRAMES, images_to_dataset_frame, image_to_network, keypoints_to_network, network_size, pad_maps,
                            uint8_to_dataset_frame)
-from data.keypoints import (KEYPOINT_NAMES, MASK_RECIPES, annotated, body_mask, disc_pose_maps, drop_outside,
+from data.keypoints import (KEYPOINT_NAMES, MASK_RECIPES, body_mask, disc_pose_maps, drop_outside,
                             flip_keypoints, gaussian_heatmaps, pixel_pose_maps, visible)
 from util.image import tensor_to_uint8, uint8_to_tensor
 from util.io import InputError, raise_problems

@@ -2,7 +2,6 @@
 scripts.bench_train, with the README flags; VGG19 with random weights."""
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import sys
