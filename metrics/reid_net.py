@@ -185,3 +185,187 @@ def extract_features(model: BagtricksReID, images: torch.Tensor, flip: bool = Fa
     if flip:
         features = (features + model(images.flip(-1))) / 2
     return features
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The full hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _numpy_safe_globals() -> list:
+    """Globals a fast-reid checkpoint's extras need: numpy scalars ('metric'), dtypes, MultiStepLR's Counter."""
+    import collections
+
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    allowed = [core.multiarray.scalar, np.dtype, collections.Counter]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
+    if dtypes is not None:
+        allowed += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith("DType")]
+    return allowed
+
+
+def _torch_load(path: Path) -> object:
+    """torch.load with weights_only; then with numpy scalars/Counter allowed; last, a full unpickle, announced."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for a disallowed global; anything else for a broken file
+        first = exc
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        pass
+    reason = str(first).strip().splitlines()[-1][:200] if str(first).strip() else type(first).__name__
+    print(f"WARNING: {path} does not load with weights_only=True ({reason}); loading it with a full unpickle, "
+          "which can run code stored in the file: use only files from a source you trust")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise InputError(f"re-id checkpoint {path} is unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def _state_dict_of(obj: object, path: Path) -> tuple[dict, str]:
+    """(state dict, layout description) of a fast-reid checkpoint dict ('model' key) or a bare state dict."""
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        extras = sorted(str(k) for k in obj if k != "model")
+        return obj["model"], "checkpoint dict {'model'" + "".join(f", {k!r}" for k in extras) + "}"
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj, "bare state dict"
+    kind = f"dict with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, dict) else type(obj).__name__
+    raise InputError(f"re-id checkpoint {path}: expected a fast-reid checkpoint (a dict with a 'model' state dict) "
+                     f"or a bare state dict of tensors, got a {kind}")
+
+
+def _map_old_layouts(state: dict, path: Path) -> tuple[dict, list[str]]:
+    """Strip a 'module.' prefix (every key) and rename fast-reid v1.0 / v0.1.x head keys; print each mapping."""
+    mappings = []
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+        mappings.append(f"stripped the 'module.' prefix from all {len(state)} keys")
+    renames = {"heads.classifier.weight": "heads.weight"}  # fast-reid 2020-09-10 .. 2021-03-22 (v1.0)
+    renames.update({k: "heads.bottleneck.0." + k[len("heads.bnneck."):]  # up to 2020-09-09 (v0.1.x)
+                    for k in state if k.startswith("heads.bnneck.")})
+    clashes = [f"{old} and {new}" for old, new in renames.items() if old in state and new in state]
+    if clashes:
+        raise InputError(f"re-id checkpoint {path} holds both the old and the new name of: {'; '.join(clashes)}")
+    mapped = {}
+    for key, value in state.items():
+        if key in renames:
+            mappings.append(f"{key} -> {renames[key]}")
+            key = renames[key]
+        mapped[key] = value
+    for line in mappings:
+        print(f"re-id checkpoint {path.name}: {line}")
+    return mapped, mappings
+
+
+def _check_and_load(model: nn.Module, state: dict, source: str, allow_missing=lambda key: False) -> None:
+    """load_state_dict after one check that names every missing, unexpected or mis-shaped key (InputError)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not allow_missing(k)]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the model" for k in own
+             if k in state and state[k].shape != own[k].shape]
+    problems = []
+    for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
+        if keys:
+            shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
+            problems.append(f"{title}: {shown}")
+    if problems:
+        raise InputError(f"{source} does not fit the model: " + "; ".join(problems))
+    tolerated = any(k not in state for k in own)  # only keys that allow_missing let through
+    model.load_state_dict(state, strict=not tolerated)
+
+
+def load_fastreid_checkpoint(path: str | os.PathLike, stem_pool: str = "auto", with_ibn: bool | None = None,
+                             require_classifier: bool = False) -> tuple[BagtricksReID, dict]:
+    """Build the network a fast-reid checkpoint describes and load it strictly; returns (eval model, info).
+
+    Accepts `{'model': state_dict, ...}` (any fast-reid layout of reid.md 2.6) or a bare state dict. The
+    layout mappings ('module.' prefix, `heads.classifier.weight` -> `heads.weight`, `heads.bnneck.*` ->
+    `heads.bottleneck.0.*`) are printed and listed in info["mappings"]. IBN is detected from
+    `backbone.layer1.0.bn1.IN.weight` (`with_ibn` forces a choice; a file that disagrees then fails). The class
+    count C is the first dimension of `heads.weight`.
+    Classifier rule: the classifier is used in training only. A file without `heads.weight` (under any of its
+    names) builds a model with num_classes 0, and says so; `require_classifier=True` makes that an error.
+    Every other key is required: any missing or unexpected key or shape mismatch is one InputError naming the
+    file and the keys. stem_pool 'auto' is 'pad1' for v0.1.x files (`heads.bnneck.*` keys: fast-reid's stem
+    pool had padding 1 until 2020-08-14), else 'ceil'.
+    """
+    path = Path(path)
+    if stem_pool not in ("auto",) + STEM_POOLS:
+        raise InputError(f"stem_pool {stem_pool!r}: expected auto, {', '.join(STEM_POOLS)}")
+    if not path.is_file():
+        raise InputError(f"re-id checkpoint {path} not found (a fast-reid model_final.pth, or a state dict)")
+    state, layout = _state_dict_of(_torch_load(path), path)
+    bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise InputError(f"re-id checkpoint {path}: entries that are not tensors: {', '.join(bad[:10])}")
+    old_bnneck = any(k.removeprefix("module.").startswith("heads.bnneck.") for k in state)
+    state, mappings = _map_old_layouts(state, path)
+    detected_ibn = "backbone.layer1.0.bn1.IN.weight" in state
+    ibn = detected_ibn if with_ibn is None else with_ibn
+    classifier = state.get("heads.weight")
+    if classifier is None:
+        if require_classifier:
+            raise InputError(f"re-id checkpoint {path}: missing key heads.weight (the classifier)")
+        num_classes = 0
+        print(f"re-id checkpoint {path.name}: no classifier (heads.weight); built with num_classes 0 "
+              "(eval features need no classifier)")
+    elif classifier.dim() != 2:
+        raise InputError(f"re-id checkpoint {path}: heads.weight has shape {tuple(classifier.shape)}, "
+                         f"expected (num_classes, {FEATURE_DIM})")
+    else:
+        num_classes = int(classifier.shape[0])
+    if stem_pool == "auto":
+        stem_pool = "pad1" if old_bnneck else "ceil"
+        why = ("heads.bnneck.* keys: a fast-reid v0.1.x file, whose stem max-pool had padding 1" if old_bnneck
+               else "current fast-reid head keys: stem max-pool padding 0, ceil mode")
+        print(f"re-id checkpoint {path.name}: stem_pool auto -> {stem_pool} ({why})")
+    model = BagtricksReID(num_classes, ibn, stem_pool)
+    _check_and_load(model, state, f"re-id checkpoint {path} (built with_ibn={ibn}, num_classes={num_classes})")
+    info = {"path": str(path), "sha256": sha256_of(path), "with_ibn": ibn, "detected_ibn": detected_ibn,
+            "num_classes": num_classes, "stem_pool": stem_pool, "mappings": mappings, "layout": layout}
+    return model.eval(), info
+
+
+def load_imagenet_backbone(model: BagtricksReID, path: str | os.PathLike) -> list[str]:
+    """Load IBN-Net / torchvision ImageNet weights into `model.backbone`; returns the ignored keys (fc.*).
+
+    Only `fc.weight` / `fc.bias` may be unexpected; only `*.num_batches_tracked` may be missing (files from
+    old PyTorch lack them; BatchNorm keeps its own counter). Anything else is one InputError naming the keys.
+    """
+    path = Path(path)
+    name, url = IMAGENET_FILES[model.with_ibn]
+    if not path.is_file():
+        raise InputError(f"ImageNet backbone weights {path} not found: fetch {name} from {url} on a connected "
+                         f"machine and pass its path")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(f"ImageNet backbone weights {path} are unreadable ({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"ImageNet backbone weights {path}: expected a state dict of tensors")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    ignored = [k for k in state if k in ("fc.weight", "fc.bias")]
+    state = {k: v for k, v in state.items() if k not in ignored}
+    _check_and_load(model.backbone, state, f"ImageNet backbone weights {path} (expected {name})",
+                    allow_missing=lambda key: key.endswith(".num_batches_tracked"))
+    return ignored
+
+
+def export_fastreid(model: BagtricksReID, path: str | os.PathLike, wrap: bool = False) -> None:
+    """Write the weights as a plain fast-reid state dict (or `{'model': state_dict}` when `wrap`), atomically."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):  # DDP / torch.compile wrappers
+        model = getattr(model, "module", None) or model._orig_mod
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    atomic_torch_save({"model": state} if wrap else state, path)
