@@ -3,6 +3,10 @@
 Writes `<source>_2_<target>_vis.jpg` at dataset resolution straight into --results_dir (the official DPTN
 convention, which the evaluator reads), and an HTML page of panels source | source pose | target |
 target pose | generated in <results_dir>/web/ (skipped with --only_generated).
+
+`--canonical_poses poses.csv` (pose normalisation, PN-GAN) renders every image of <dataroot>/<phase>/ (or
+`--image_list`) in each canonical pose k instead: `<stem>_2_canon<k>_vis.jpg` (`--legacy_names`: the official
+`<stem>_to_<k>.png`), with panels source | canonical pose | generated (data/canonical_poses.py builds the items).
 """
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ import torch
 from tqdm import tqdm
 
 from data import create_dataloader, create_dataset
+from data.canonical_poses import CanonicalPoseDataset
 from data.geometry import uint8_to_dataset_frame
-from models import allow_compile_fallback, create_model
+from models import allow_compile_fallback, create_model, find_model_class
 from options.test_options import TestOptions
 from util.cpu_memory import set_cpu_memory_policy
 from util.distributed import build_context
@@ -26,6 +31,7 @@ from util.patn_drawing import skeleton_tile
 from util.pose_drawing import draw_skeleton
 
 PANEL_LABELS = ("source", "source pose", "target", "target pose", "generated")
+CANONICAL_LABELS = ("source", "canonical pose", "generated")
 
 
 def result_name(source: str, target: str, ext: str) -> str:
@@ -48,7 +54,7 @@ def claim_results_dir(opt) -> None:
     folder = Path(opt.results_dir)
     owner = f"name: {opt.name}\nmodel: {opt.model}\nwhich_epoch: {opt.which_epoch}\n"
     marker = folder / RESULTS_MARKER
-    held = any(folder.glob("*_vis.*")) or any(folder.glob("images/*_vis.*"))
+    held = any(folder.glob("*_vis.*")) or any(folder.glob("images/*_vis.*")) or any(folder.glob("*_to_*.png"))
     if folder.is_dir() and held and not opt.overwrite:
         previous = marker.read_text() if marker.is_file() else "(unknown: no results_of.txt)"
         if previous != owner:
@@ -60,6 +66,8 @@ def claim_results_dir(opt) -> None:
 class ResultWriter:
     """Saves generated images (and, unless --only_generated, panels + an HTML page) for test pairs."""
 
+    labels = PANEL_LABELS
+
     def __init__(self, opt, dataset) -> None:
         self.opt = opt
         self.dataset = dataset
@@ -68,8 +76,18 @@ class ResultWriter:
         self.html = None
         if not opt.only_generated:
             self.html = HTML(self.results_dir / "web", f"{opt.name} ({opt.model}), epoch {opt.which_epoch}")
-            self.html.add_header(" | ".join(PANEL_LABELS))
+            self.html.add_header(" | ".join(self.labels))
         self.count = 0
+
+    def names(self, batch: dict) -> list[str]:
+        """The file name of each generated image of the batch."""
+        return [result_name(s, t, self.opt.image_format) for s, t in zip(batch["source_name"], batch["target_name"])]
+
+    def tiles(self, batch: dict, room: int, device: torch.device) -> list[np.ndarray]:
+        """The panel tiles before the generated one, uint8 (room, H, W, 3) each, in `labels` order."""
+        tiles = [batch["source_image"], skeleton_images(batch["source_keypoints"], batch["source_image"]),
+                 batch["target_image"], skeleton_images(batch["target_keypoints"], batch["target_image"])]
+        return [self.to_dataset_frame(t[:room].to(device)) for t in tiles]
 
     def to_dataset_frame(self, images: torch.Tensor) -> np.ndarray:
         """uint8 (B, H, W, 3) at dataset resolution, converted as the dataset's frame prescribes (for DPTN's
@@ -77,17 +95,14 @@ class ResultWriter:
         return self.dataset.output_to_uint8(images)
 
     def write(self, batch: dict, generated: torch.Tensor) -> None:
-        names = [result_name(s, t, self.opt.image_format)
-                 for s, t in zip(batch["source_name"], batch["target_name"])]
+        names = self.names(batch)
         fakes = self.to_dataset_frame(generated)
         for name, image in zip(names, fakes):
             save_image(image, self.results_dir / name)
         room = len(names) if self.opt.num_panels < 0 else max(0, self.opt.num_panels - self.count)
         if self.html is not None and room > 0:
             names, fakes = names[:room], fakes[:room]
-            tiles = [batch["source_image"], skeleton_images(batch["source_keypoints"], batch["source_image"]),
-                     batch["target_image"], skeleton_images(batch["target_keypoints"], batch["target_image"])]
-            tiles = [self.to_dataset_frame(t[:room].to(generated.device)) for t in tiles] + [fakes]
+            tiles = self.tiles(batch, room, generated.device) + [fakes]
             for i, name in enumerate(names):
                 panel = np.concatenate([t[i] for t in tiles], axis=1)
                 link = f"panels/{Path(name).stem}.jpg"
@@ -98,6 +113,31 @@ class ResultWriter:
     def close(self) -> None:
         if self.html is not None:
             self.html.save()
+
+
+class CanonicalWriter(ResultWriter):
+    """--canonical_poses: `<stem>_2_canon<k>_vis.<ext>` (or `<stem>_to_<k>.png`), panels source | canonical pose
+    | generated."""
+
+    labels = CANONICAL_LABELS
+
+    def names(self, batch: dict) -> list[str]:
+        if self.opt.legacy_names:
+            return [f"{Path(s).stem}_to_{t.removeprefix('canon')}.png"
+                    for s, t in zip(batch["source_name"], batch["target_name"])]
+        return super().names(batch)
+
+    def tiles(self, batch: dict, room: int, device: torch.device) -> list[np.ndarray]:
+        tiles = [batch["source_image"], skeleton_images(batch["target_keypoints"], batch["source_image"])]
+        return [self.to_dataset_frame(t[:room].to(device)) for t in tiles]
+
+
+def build_dataset(opt):
+    """The test pairs, or under --canonical_poses every image in every canonical pose."""
+    if opt.canonical_poses is None:
+        return create_dataset(opt)
+    needs_source_pose = getattr(find_model_class(opt.model), "reads_source_pose", True)
+    return CanonicalPoseDataset(opt, needs_source_pose)
 
 
 class PanelWriter:
@@ -142,13 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     if opt.compile:
         allow_compile_fallback()
     ctx = build_context(opt.gpu_ids)
-    dataset = create_dataset(opt)
+    dataset = build_dataset(opt)
     loader = create_dataloader(opt, ctx, dataset)
     model = create_model(opt, ctx)
     model.setup()
     claim_results_dir(opt)
     options.save(opt)
-    writer = PanelWriter(opt, dataset) if opt.result_layout == "patn5" else ResultWriter(opt, dataset)
+    writers = {"patn5": PanelWriter, "single": CanonicalWriter if opt.canonical_poses else ResultWriter}
+    writer = writers[opt.result_layout](opt, dataset)
     total = int(min(opt.how_many, len(dataset)))
     with tqdm(total=total, unit="img", dynamic_ncols=True) as bar:
         for batch in loader:

@@ -54,6 +54,7 @@ class PNGANModel(BaseModel):
 
     modify_commandline_options = staticmethod(pngan_options.add_options)
     derive_options = staticmethod(pngan_options.derive_options)
+    reads_source_pose = False  # G(I_A, P_B): test.py --canonical_poses needs no annotation of the inputs
 
     def __init__(self, opt, ctx) -> None:
         super().__init__(opt, ctx)

@@ -37,6 +37,17 @@ class TestOptions(BaseOptions):
                             "`metrics --layout single`); patn5: PATN's panels source | source pose | target | "
                             "target pose | generated as images/<source>___<target>_vis.jpg with an index.html "
                             "(the PATN-era evaluation scripts and `metrics --layout patn5`)")
+        g = parser.add_argument_group("pose normalisation (PN-GAN, docs/models/pngan.md)")
+        g.add_argument("--canonical_poses", type=str, default=None,
+                       help="annotation CSV of canonical poses (name:keypoints_y:keypoints_x, dataset frame): "
+                            "render every image of <dataroot>/<phase>/ (or --image_list) in each pose k (its "
+                            "1-based row) as <stem>_2_canon<k>_vis.<ext>; no pair file is read")
+        g.add_argument("--image_list", type=str, default=None,
+                       help="with --canonical_poses: a text file of image names (one per line) in "
+                            "<dataroot>/<phase>/ instead of every image there")
+        g.add_argument("--legacy_names", action="store_true",
+                       help="with --canonical_poses: name results as the official PN-GAN code, <stem>_to_<k>.png "
+                            "(needs --image_format png)")
         return parser
 
     def derive(self, opt: Options) -> None:
@@ -51,3 +62,13 @@ class TestOptions(BaseOptions):
         if opt.result_layout == "patn5" and (opt.only_generated or opt.image_format != "jpg"):
             raise InputError("--result_layout patn5 writes PATN's JPEG panels and their page; it contradicts "
                              "--only_generated and --image_format png")
+        if opt.canonical_poses is None and (opt.image_list is not None or opt.legacy_names):
+            raise InputError("--image_list and --legacy_names belong to the --canonical_poses mode")
+        if opt.canonical_poses is not None:
+            if type(self) is not TestOptions:
+                raise InputError("--canonical_poses is a mode of test.py")
+            if opt.result_layout != "single":
+                raise InputError("--canonical_poses writes single images; it contradicts --result_layout patn5")
+            if opt.legacy_names and opt.image_format != "png":
+                raise InputError("--legacy_names writes the official <stem>_to_<k>.png names: pass --image_format "
+                                 "png")
