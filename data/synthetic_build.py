@@ -43,6 +43,7 @@ class _Person:
     names: list[str]
     poses: list[int]  # bank rows, one per image
     bases: list[tuple[int, int, int]]  # background colour per image
+    scenes: dict[int, tuple[int, int, int]] | None = None  # Market: background colour per camera (for query/)
 
 
 def _plan_market(rng: np.random.Generator, people: int, k: int, bank: list[str]) -> list[_Person]:
@@ -64,7 +65,7 @@ def _plan_market(rng: np.random.Generator, people: int, k: int, bank: list[str])
                 names.append(name)
                 bases.append(jitter_colour(prng, cameras[cam], 6))
         poses = prng.choice(len(bank), size=k, replace=False).tolist()
-        persons.append(_Person(f"{pid:04d}", random_look(prng), names, poses, bases))
+        persons.append(_Person(f"{pid:04d}", random_look(prng), names, poses, bases, cameras))
     return persons
 
 
@@ -85,6 +86,36 @@ def _plan_fashion(rng: np.random.Generator, people: int, k: int, bank: list[str]
         persons.append(_Person(identity, random_look(prng, category), [f"{identity}_{v}.jpg" for v in views],
                                [int(prng.choice(by_view[v])) for v in views], [studio] * k))
     return persons
+
+
+def _write_market_query(folder: Path, seed: int, members: list[tuple[int, _Person]], bank_poses: np.ndarray,
+                        taken: set[str]) -> int:
+    """Market's query/: one or two more images of every test identity, each in a camera where the gallery
+    also holds the person in another camera, so that every query has a match under the re-id junk rule.
+
+    Drawn from streams of their own ([seed, index, "query"...]): the train/test files stay byte-identical.
+    """
+    folder.mkdir()
+    count = 0
+    for index, person in members:
+        qrng = np.random.default_rng([seed, index, 0x51, 0])  # 0x51: "Q"; a stream no gallery image uses
+        gallery_cams = {int(name.split("_c", 1)[1][0]) for name in person.names}
+        for j in range(int(qrng.integers(1, 3))):
+            cams = [c for c in range(1, 7) if gallery_cams - {c}]
+            cam = int(qrng.choice(cams))
+            while True:
+                sequence, frame, box = qrng.integers(1, 7), qrng.integers(1, 200000), qrng.integers(1, 9)
+                name = f"{person.identity}_c{cam}s{sequence}_{frame:06d}_{box:02d}.jpg"
+                if name not in taken:
+                    break
+            taken.add(name)
+            pose = int(qrng.integers(len(bank_poses)))
+            base = jitter_colour(qrng, person.scenes[cam], 6)
+            image, _ = render_image(np.random.default_rng([seed, index, 0x51, j + 1]), "market", bank_poses[pose],
+                                    person.look, base)
+            image.save(folder / name, "JPEG", quality=JPEG_QUALITY)
+            count += 1
+    return count
 
 
 def _validate(fmt: str, people: int, seed: int, k: int, test_fraction: float) -> None:
@@ -133,7 +164,8 @@ def make_synthetic_dataset(out: str | Path, fmt: str, people: int, seed: int, im
                            test_fraction: float = 0.25, overwrite: bool = False) -> dict:
     """Write `out/{train,test}/` images and the official CSVs; same arguments -> byte-identical files.
 
-    Train and test identities are disjoint. Returns counts and the written paths.
+    Train and test identities are disjoint. Market also gets `out/query/` (re-id queries of the test
+    identities, Market naming, no CSV), drawn from its own random streams. Returns counts and the written paths.
     """
     out = Path(out)
     k = DEFAULT_IMAGES_PER_PERSON.get(fmt, 2) if images_per_person is None else images_per_person
@@ -165,6 +197,10 @@ def make_synthetic_dataset(out: str | Path, fmt: str, people: int, seed: int, im
             summary.update({f"{split}_identities": len(members), f"{split}_images": len(annotations),
                             f"{split}_pairs": len(pairs), f"{split}_dir": str(out / split),
                             f"{split}_annotation": str(out / ann_name), f"{split}_pairs_csv": str(out / pair_name)})
+            if fmt == "market" and split == "test":
+                taken = {name for person in persons for name in person.names}
+                summary["query_images"] = _write_market_query(tmp / "query", seed, members, bank_poses, taken)
+                summary["query_dir"] = str(out / "query")
         _publish(tmp, out, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
