@@ -2,6 +2,8 @@
 
     <raw>/[Market-1501-v15.09.15/]bounding_box_train/*.jpg -> <out>/train/
     <raw>/[Market-1501-v15.09.15/]bounding_box_test/*.jpg  -> <out>/test/
+    <raw>/[Market-1501-v15.09.15/]query/*.jpg              -> <out>/query/  (re-id queries, 3,368 images;
+                                                              python -m metrics.reid --protocol standard)
     --annotations DIR: market-annotation-{train,test}.csv, market-pairs-{train,test}.csv -> <out>/
 
     python -m datasets.prepare_market --raw ~/Downloads/Market-1501 --out data/market \
@@ -20,6 +22,7 @@ from data.pairs import market_pairs
 from util.io import InputError, report_input_errors
 
 SPLIT_FOLDERS = {"train": "bounding_box_train", "test": "bounding_box_test"}
+QUERY_FOLDER = "query"  # optional: pose transfer does not need it, the re-id standard protocol does
 MARKET_CSVS = {split: (f"market-annotation-{split}.csv", f"market-pairs-{split}.csv") for split in SPLIT_FOLDERS}
 SEARCH_DEPTH = 3  # archives unpack as <raw>/Market-1501-v15.09.15/..., sometimes one level deeper
 SHOW = 5  # names listed in a report line
@@ -141,13 +144,20 @@ def print_annotation_report(report: dict[str, dict]) -> None:
 
 def prepare_market(raw: str | Path, out: str | Path, link: bool = False, overwrite: bool = False,
                    annotations: str | Path | None = None) -> dict:
-    """Copy (or link) the two bounding-box folders to `out/{train,test}`; returns counts and CSV checks."""
+    """Copy (or link) the bounding-box folders to `out/{train,test}` and `query/` (when present) to `out/query`.
+
+    Returns counts (query 0 when the download has no query/ folder) and CSV checks.
+    """
     raw, out = Path(raw), Path(out)
     root = find_raw_root(raw, tuple(SPLIT_FOLDERS.values()))
     sources = {split: list_images(root / folder) for split, folder in SPLIT_FOLDERS.items()}
     for split, files in sources.items():
         if not files:
             raise InputError(f"{root / SPLIT_FOLDERS[split]} holds no .jpg images")
+    if (root / QUERY_FOLDER).is_dir():
+        sources["query"] = list_images(root / QUERY_FOLDER)
+        if not sources["query"]:
+            raise InputError(f"{root / QUERY_FOLDER} holds no .jpg images")
     copies = [(src, out / split / src.name) for split, files in sources.items() for src in files]
     plan = {} if annotations is None else plan_annotations(annotations, MARKET_CSVS, build_train_pairs=True)
     # everything is checked before the first file is written
@@ -156,7 +166,7 @@ def prepare_market(raw: str | Path, out: str | Path, link: bool = False, overwri
         (out / split).mkdir(parents=True, exist_ok=True)
     for src, dst in copies:
         place_file(src, dst, link)
-    summary = {"root": str(root), "out": str(out), "linked": link,
+    summary = {"root": str(root), "out": str(out), "linked": link, "query": 0,
                **{split: len(files) for split, files in sources.items()}}
     if annotations is not None:
         summary["annotations"] = install_annotations(plan, annotations, out, MARKET_CSVS)
@@ -175,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     summary = prepare_market(args.raw, args.out, args.link, args.overwrite, args.annotations)
     verb = "linked" if args.link else "copied"
-    print(f"{verb} {summary['train']} train and {summary['test']} test images from {summary['root']} to {args.out}")
+    print(f"{verb} {summary['train']} train and {summary['test']} test images, and {summary['query']} query images, "
+          f"from {summary['root']} to {args.out}")
+    if not summary["query"]:
+        print(f"note: {summary['root']} has no {QUERY_FOLDER}/ folder; the standard re-id protocol "
+              "(python -m metrics.reid --protocol standard) needs it")
     if "annotations" in summary:
         print_annotation_report(summary["annotations"])
     return 0

@@ -48,6 +48,7 @@ def dataset(request, tmp_path_factory):
 def test_layout_is_exactly_the_official_one(dataset):
     fmt, out, summary = dataset
     expected = {"train", "test"} | {pattern.format(split) for pattern in CSVS[fmt] for split in ("train", "test")}
+    expected |= {"query"} if fmt == "market" else set()  # Market's re-id queries (no CSV)
     assert {p.name for p in out.iterdir()} == expected
     assert [p.name for p in out.parent.iterdir()] == ["data"]  # no temp folder left beside it
     assert summary["train_identities"] + summary["test_identities"] == PEOPLE[fmt]
@@ -109,6 +110,35 @@ def test_every_identity_has_several_images_and_different_poses(dataset):
     for poses in groups.values():
         assert not np.array_equal(poses[0], poses[1])
         assert all((k[[1, 2, 5, 8, 11]] >= 0).all() for k in poses)  # neck, shoulders, hips always inside
+
+
+def test_market_query_images_have_a_match_in_another_camera(dataset):
+    fmt, out, summary = dataset
+    if fmt != "market":
+        assert "query_images" not in summary and not (out / "query").exists()
+        return
+    query = sorted(p.name for p in (out / "query").iterdir())
+    test = sorted(p.name for p in (out / "test").iterdir())
+    test_ids = {market_identity(n) for n in test}
+    assert summary["query_images"] == len(query) and len(test_ids) <= len(query) <= 2 * len(test_ids)
+    assert {market_identity(n) for n in query} == test_ids and not set(query) & set(test)
+    for name in query:
+        assert NAMES["market"].match(name), name
+        with Image.open(out / "query" / name) as image:
+            assert image.format == "JPEG" and image.size == SIZES["market"]
+        cam = name.split("_c")[1][0]
+        assert any(market_identity(t) == market_identity(name) and t.split("_c")[1][0] != cam for t in test)
+
+
+def test_query_images_leave_train_and_test_bytes_unchanged(tmp_path, monkeypatch):
+    """The query images come from their own random streams: without them, train/test are the same bytes."""
+    make_synthetic_dataset(tmp_path / "a", "market", people=4, seed=5, images_per_person=3)
+    monkeypatch.setattr(synthetic_build, "_write_market_query", lambda folder, *args: folder.mkdir() or 0)
+    make_synthetic_dataset(tmp_path / "b", "market", people=4, seed=5, images_per_person=3)
+    assert not any((tmp_path / "b" / "query").iterdir()) and any((tmp_path / "a" / "query").iterdir())
+    for root in (tmp_path / "a", tmp_path / "b"):
+        __import__("shutil").rmtree(root / "query")
+    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
 
 
 def test_the_person_is_drawn_where_the_keypoints_say():

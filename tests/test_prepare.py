@@ -154,6 +154,30 @@ def test_prepare_market_fails_loudly_on_a_missing_or_empty_folder(tmp_path, caps
     assert not (tmp_path / "out").exists()  # no empty folders
 
 
+def test_prepare_market_copies_the_query_folder_for_re_id(tmp_path, capsys):
+    raw = fake_market(tmp_path / "raw")
+    out = tmp_path / "market"
+    assert pm.main(["--raw", str(tmp_path / "raw"), "--out", str(out)]) == 0
+    assert "and 1 query images" in capsys.readouterr().out
+    assert [p.name for p in (out / "query").iterdir()] == ["0001_c2s1_000301_00.jpg"]
+    assert (out / "query" / "0001_c2s1_000301_00.jpg").read_bytes() == \
+        (raw / "query" / "0001_c2s1_000301_00.jpg").read_bytes()
+    assert pm.main(["--raw", str(tmp_path / "raw"), "--out", str(out)]) == 2  # query files are refused too
+    (out / "train").rename(tmp_path / "moved")
+    (out / "test").rename(tmp_path / "moved2")
+    assert pm.main(["--raw", str(tmp_path / "raw"), "--out", str(out)]) == 2
+    assert "already exist (first: " + str(out / "query") in capsys.readouterr().err
+
+
+def test_prepare_market_without_query_says_so(tmp_path, capsys):
+    raw = fake_market(tmp_path / "raw")
+    __import__("shutil").rmtree(raw / "query")
+    summary = pm.prepare_market(raw, tmp_path / "out")
+    assert summary["query"] == 0 and not (tmp_path / "out" / "query").exists()
+    assert pm.main(["--raw", str(raw), "--out", str(tmp_path / "out2")]) == 0
+    assert "has no query/ folder" in capsys.readouterr().out
+
+
 def test_prepare_market_without_any_market_folder(tmp_path):
     (tmp_path / "raw" / "something").mkdir(parents=True)
     with pytest.raises(InputError, match="no folder with bounding_box_train/ and bounding_box_test/"):
