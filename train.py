@@ -100,6 +100,7 @@ class Trainer:
         last_epoch = opt.niter + opt.niter_decay
         samples = len(self.loader.sampler.rank_indices())
         steps_per_epoch = -(-samples // opt.batch_size) if opt.last_batch == "keep" else samples // opt.batch_size
+        self.model.start_of_training(steps_per_epoch)
         while self.epoch <= last_epoch:
             self.run_epoch(steps_per_epoch)
             if self.done():
@@ -107,6 +108,7 @@ class Trainer:
                 break
             finished = self.epoch
             self.epoch, self.epoch_iter = finished + 1, 0
+            self.model.end_of_epoch(finished)
             lr = self.model.update_learning_rate()
             print0(f"end of epoch {finished} / {last_epoch}; learning rate {lr:.7f}")
             self.save("latest")

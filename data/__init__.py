@@ -47,7 +47,8 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def create_dataloader(opt, ctx, dataset: BaseDataset | None = None) -> DataLoader:
-    """A DataLoader over `dataset` (built from `opt` if None), driven by a ResumableSampler.
+    """A DataLoader over `dataset` (built from `opt` if None), driven by the dataset's own sampler
+    (`BaseDataset.make_sampler`, e.g. re-id's P x K identity sampler) or else a ResumableSampler.
 
     Training shuffles (unless --serial_batches) with an order fixed by (--seed, epoch), or draws
     --pairs_per_epoch random pairs with replacement, and drops the last partial batch unless --last_batch
@@ -56,9 +57,11 @@ def create_dataloader(opt, ctx, dataset: BaseDataset | None = None) -> DataLoade
     """
     dataset = dataset if dataset is not None else create_dataset(opt)
     train = opt.is_train
-    sampler = ResumableSampler(len(dataset), shuffle=train and not opt.serial_batches, seed=opt.seed,
-                               num_replicas=ctx.world_size, rank=ctx.rank,
-                               draws=opt.pairs_per_epoch if train else 0)
+    sampler = dataset.make_sampler(opt, ctx)
+    if sampler is None:
+        sampler = ResumableSampler(len(dataset), shuffle=train and not opt.serial_batches, seed=opt.seed,
+                                   num_replicas=ctx.world_size, rank=ctx.rank,
+                                   draws=opt.pairs_per_epoch if train else 0)
     workers = opt.num_threads
     return DataLoader(
         dataset,

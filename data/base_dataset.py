@@ -48,6 +48,16 @@ class BaseDataset(Dataset):
     def __init__(self, opt) -> None:
         self.opt = opt
 
+    def make_sampler(self, opt, ctx):
+        """The training sampler this dataset needs, or None for data/sampler.py's ResumableSampler.
+
+        A sampler returned here must offer what train.py drives: `set_epoch(epoch, skip)` (skip: samples of
+        this rank already consumed), `rank_indices()` (this rank's indices of the epoch) and `__len__`; its
+        order must follow from (seed, epoch) alone and be split over `ctx.world_size` ranks, so that a run
+        resumed mid-epoch is exact (data/identity_sampler.py, the re-id P x K sampler, is an example).
+        """
+        return None
+
 
 def add_pose_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
     """The pose flags every pair mode shares; models change their defaults with parser.set_defaults."""

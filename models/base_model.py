@@ -268,6 +268,14 @@ class BaseModel:
                 scheduler.step()
         return self.optimizers[0].param_groups[0]["lr"] if self.optimizers else 0.0
 
+    def start_of_training(self, iterations_per_epoch: int) -> None:
+        """Called by train.py once before the first epoch it runs (also after a resume), with the epoch's
+        length in iterations; e.g. to print a per-iteration learning-rate table. Default: nothing."""
+
+    def end_of_epoch(self, epoch: int) -> None:
+        """Called by train.py after each completed epoch (1-based number), before `update_learning_rate` and
+        the epoch's checkpoint; e.g. a periodic evaluation. Not called when --max_steps stops the run."""
+
     # --- reporting -------------------------------------------------------------------------------------
 
     def get_current_losses(self) -> "OrderedDict[str, float]":
