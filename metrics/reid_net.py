@@ -287,7 +287,7 @@ def load_fastreid_checkpoint(path: str | os.PathLike, stem_pool: str = "auto", w
                              require_classifier: bool = False) -> tuple[BagtricksReID, dict]:
     """Build the network a fast-reid checkpoint describes and load it strictly; returns (eval model, info).
 
-    Accepts `{'model': state_dict, ...}` (any fast-reid layout of reid.md 2.6) or a bare state dict. The
+    Accepts `{'model': state_dict, ...}` (any fast-reid layout since v0.1) or a bare state dict. The
     layout mappings ('module.' prefix, `heads.classifier.weight` -> `heads.weight`, `heads.bnneck.*` ->
     `heads.bottleneck.0.*`) are printed and listed in info["mappings"]. IBN is detected from
     `backbone.layer1.0.bn1.IN.weight` (`with_ibn` forces a choice; a file that disagrees then fails). The class
@@ -308,6 +308,10 @@ def load_fastreid_checkpoint(path: str | os.PathLike, stem_pool: str = "auto", w
     if bad:
         raise InputError(f"re-id checkpoint {path}: entries that are not tensors: {', '.join(bad[:10])}")
     old_bnneck = any(k.removeprefix("module.").startswith("heads.bnneck.") for k in state)
+    old_classifier = any(k.removeprefix("module.") == "heads.classifier.weight" for k in state)
+    generation = ("fast-reid up to 2020-09-09 (v0.1.x): heads.bnneck.*" if old_bnneck else
+                  "fast-reid 2020-09-10..2021-03-22 (v1.0): heads.classifier.weight" if old_classifier else
+                  "fast-reid from 2021-03-23 (v1.2+): heads.bottleneck.0.*, heads.weight")
     state, mappings = _map_old_layouts(state, path)
     detected_ibn = "backbone.layer1.0.bn1.IN.weight" in state
     ibn = detected_ibn if with_ibn is None else with_ibn
@@ -331,7 +335,7 @@ def load_fastreid_checkpoint(path: str | os.PathLike, stem_pool: str = "auto", w
     model = BagtricksReID(num_classes, ibn, stem_pool)
     _check_and_load(model, state, f"re-id checkpoint {path} (built with_ibn={ibn}, num_classes={num_classes})")
     info = {"path": str(path), "sha256": sha256_of(path), "with_ibn": ibn, "detected_ibn": detected_ibn,
-            "num_classes": num_classes, "stem_pool": stem_pool, "mappings": mappings, "layout": layout}
+            "num_classes": num_classes, "stem_pool": stem_pool, "mappings": mappings, "layout": layout, "generation": generation}
     return model.eval(), info
 
 

@@ -227,6 +227,8 @@ def test_every_fastreid_layout_loads_strictly(layout, ibn_state, tmp_path, capsy
     assert info["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert info["layout"].startswith("checkpoint dict {'model', 'epoch'" if extras else "bare state dict")
     assert f"stem_pool auto -> {pool}" in printed
+    assert info["generation"].startswith({"v1.0_classifier": "fast-reid 2020-09-10", "v0.1_bnneck": "fast-reid up to"}
+                                         .get(layout, "fast-reid from 2021-03-23"))
     if mapping:
         assert mapping in info["mappings"] and mapping in printed
     else:
@@ -316,9 +318,10 @@ def test_export_round_trip(loaded_model, ibn_state, tmp_path, capsys):
         export_fastreid(loaded_model, path, wrap=wrap)
         raw = torch.load(path, weights_only=True)
         assert list(raw) == (["model"] if wrap else list(ibn_state))
-        model, info = load_fastreid_checkpoint(path)
-        assert info["layout"] == ("checkpoint dict {'model'}" if wrap else "bare state dict")
-        assert all(torch.equal(model.state_dict()[k], ibn_state[k]) for k in ibn_state)
+        assert all(torch.equal((raw["model"] if wrap else raw)[k], ibn_state[k]) for k in ibn_state)
+    model, info = load_fastreid_checkpoint(path)  # the wrapped file, as fast-reid's Checkpointer reads it
+    assert info["layout"] == "checkpoint dict {'model'}"
+    assert all(torch.equal(model.state_dict()[k], ibn_state[k]) for k in ibn_state)
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -328,7 +331,7 @@ def test_sha256_of(tmp_path):
     assert sha256_of(path) == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-# ImageNet backbone (reid.md 2.4)
+# ImageNet backbone (IBN-Net release file or torchvision R50: fc.* ignored, counters optional)
 
 def imagenet_file(path: Path, model: BagtricksReID, drop_counters: bool = True, **changes) -> Path:
     state = {k: v for k, v in random_state(model.backbone, seed=5).items()
