@@ -172,6 +172,24 @@ def test_train_mode_outputs(ibn_state):
     assert set(no_classifier(x)) == {"features"}
 
 
+def test_input_normalised_once_and_feature_is_the_bnneck_output(loaded_model):
+    x = images(2)
+    seen = []
+    hook = loaded_model.backbone.conv1.register_forward_pre_hook(lambda mod, args: seen.append(args[0].clone()))
+    try:
+        with torch.no_grad():
+            features = loaded_model(x)
+            pooled = loaded_model.backbone(seen[0]).mean((2, 3))
+    finally:
+        hook.remove()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255  # RGB order, 0..255 scale
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+    torch.testing.assert_close(seen[0], (x - mean) / std, rtol=1e-6, atol=1e-6)
+    neck = loaded_model.heads.bottleneck[0]
+    expected = (pooled - neck.running_mean) / (neck.running_var + 1e-5).sqrt() * neck.weight + neck.bias
+    torch.testing.assert_close(features, expected, rtol=1e-5, atol=1e-5)  # running statistics, no L2 norm
+
+
 # 3. No side effects; batch size; flip
 
 def test_input_unchanged_and_batch_size_independent(loaded_model):
