@@ -17,6 +17,8 @@ def find_plugin_class(name: str, package: str, folder: Path, suffix: str, base: 
                       excluded: tuple[str, ...], option: str) -> type:
     """Import `<package>.<name><suffix>` and return its `base` subclass named `<Name><Suffix>`.
 
+    Underscores do not count in the class name: `reid_bagtricks` finds `ReidBagtricksModel`.
+
     Raises InputError listing the available names when `name` is unknown.
     """
     known = available_names(folder, suffix, excluded)
@@ -24,8 +26,8 @@ def find_plugin_class(name: str, package: str, folder: Path, suffix: str, base: 
     if key not in known:
         raise InputError(f"unknown {option} {name!r}; available: {', '.join(known)}")
     module = importlib.import_module(f"{package}.{key}{suffix}")
-    wanted = key + suffix.replace("_", "")
+    wanted = (key + suffix).replace("_", "")
     for obj in vars(module).values():
-        if isinstance(obj, type) and issubclass(obj, base) and obj.__name__.lower() == wanted:
+        if isinstance(obj, type) and issubclass(obj, base) and obj.__name__.lower().replace("_", "") == wanted:
             return obj
     raise ImportError(f"{package}/{key}{suffix}.py defines no {base.__name__} subclass named like {name}")
