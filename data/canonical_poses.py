@@ -14,10 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
-
 from data.annotations import MISSING, NUM_KEYPOINTS, read_annotations
-from data.base_dataset import PairDataset, read_image_header
+from data.base_dataset import BaseDataset, PairDataset, read_image_header
 from data.fashion_dataset import FashionDataset
 from data.market_dataset import MarketDataset
 from util.io import InputError
@@ -63,7 +61,7 @@ def list_images(folder: Path, image_list: str | None) -> list[str]:
     return names
 
 
-class CanonicalPoseDataset(Dataset):
+class CanonicalPoseDataset(BaseDataset):
     """(image, canonical pose k) items for every listed image and every row of --canonical_poses.
 
     Item i is image i // K in pose i % K + 1. Source keypoints come from the split's annotation CSV when it has
@@ -72,7 +70,7 @@ class CanonicalPoseDataset(Dataset):
     """
 
     def __init__(self, opt, needs_source_pose: bool = True) -> None:
-        self.opt = opt
+        super().__init__(opt)
         reader = READERS.get(getattr(opt, "data_format", None))
         if reader is None:
             raise InputError(f"--canonical_poses needs a market or fashion data format, got "
