@@ -118,8 +118,10 @@ def _find_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _missing(what: str, missing: list[str], total: int) -> InputError:
-    return InputError(f"{what} {missing[0]} not found ({len(missing)} of {total} missing)")
+def _missing(what: str, missing: list[tuple[Path, str]], total: int) -> InputError:
+    """One line: the first missing file, where it was wanted, and how many are missing."""
+    path, where = missing[0]
+    return InputError(f"{what} {path} not found ({where}{'; ' if where else ''}{len(missing)} of {total} missing)")
 
 
 def generated_lists(args, gallery: list[Item]) -> dict:
@@ -136,10 +138,10 @@ def generated_lists(args, gallery: list[Item]) -> dict:
         row, source, target = by_stem[stem]
         if args.query_source == "real":
             path = real_dir / target if (real_dir / target).is_file() else None
-            shown = f"{real_dir / target} (pair row {row})"
+            shown = (real_dir / target, f"pair row {row}")
         else:
             path = _find_file(args.results_dir, stem)
-            shown = f"{args.results_dir / (stem + '.jpg')} (pair row {row}: {source} -> {target})"
+            shown = (args.results_dir / (stem + ".jpg"), f"pair row {row}: {source} -> {target}")
         if path is None:
             missing.append(shown)
             continue
@@ -173,7 +175,7 @@ def canonical_paths(folder: Path, items: list[Item]) -> list[list[Path]]:
     for item in items:
         stems = [f"{Path(item.name).stem}_2_canon{k}_vis" for k in range(1, CANONICAL_POSES + 1)]
         found = [_find_file(folder, s) for s in stems]
-        missing += [str(folder / (s + ".jpg")) for s, f in zip(stems, found) if f is None]
+        missing += [(folder / (s + ".jpg"), f"for {item.name}") for s, f in zip(stems, found) if f is None]
         out.append(found)
     if missing:
         raise _missing("canonical-pose image", missing, len(items) * CANONICAL_POSES)
