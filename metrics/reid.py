@@ -51,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "DeepFashion test pair file)")
     parser.add_argument("--cam_rule", choices=CAM_RULES, default="target", help="query camera: cam(to), cam(from) "
                                                                                   "or one no gallery image has")
-    parser.add_argument("--junk_source", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--junk_source", action="store_true", default=True,
                         help="the source image is junk for its generated query (headline rule)")
+    parser.add_argument("--no_junk_source", "--no-junk_source", dest="junk_source", action="store_false",
+                        help="keep the source image as an ordinary gallery image")
     parser.add_argument("--query_source", choices=("generated", "real"), default="generated",
                         help="real: the real target replaces each generated query (the upper bound)")
     parser.add_argument("--fashion_pid", choices=FASHION_PIDS, default="id", help="10-digit id token or 8-digit item")
@@ -154,19 +156,26 @@ def generated_lists(args, gallery: list[Item]) -> dict:
     none_cam = min(int(g_cams.min()), 0) - 1  # a camera no gallery image has: nothing is same-camera junk
     head_cams = {"target": [q[2] for q in queries], "source": [q[3] for q in queries],
                  "none": [none_cam] * len(queries)}[args.cam_rule]
-    self_junk = np.zeros((len(queries), len(gallery)), dtype=bool)
-    source_junk = self_junk.copy()
-    for i, query in enumerate(queries):
-        if args.query_source == "real" and query[5] is not None:
-            self_junk[i, query[5]] = True  # the real target is itself in the gallery
-        if query[4] is not None:
-            source_junk[i, query[4]] = True
-    head_junk = self_junk | source_junk if args.junk_source else self_junk
+    # (Q, G) masks, built only when needed (12,000 x 15,913 booleans are 191 MB each)
+    real = args.query_source == "real"
+    self_junk = _mask(len(gallery), [q[5] for q in queries]) if real else None  # the real target is in the gallery
+    sources = [q[4] for q in queries]
+    head_junk = self_junk
+    if args.junk_source:
+        head_junk = _mask(len(gallery), sources, self_junk)
     return {"paths": [q[0] for q in queries], "pids": np.array([q[1] for q in queries]),
             "rules": {"headline": (np.array(head_cams), head_junk),
                       "fastreid": (np.array([q[2] for q in queries]), self_junk)},
             "pairs_file": str(pairs_path), "pair_rows": len(rows), "duplicate_rows": len(rows) - len(by_stem),
-            "sources_in_gallery": int(source_junk.any(axis=1).sum())}
+            "sources_in_gallery": sum(s is not None for s in sources)}
+
+
+def _mask(columns: int, marked: list[int | None], base: np.ndarray | None = None) -> np.ndarray:
+    """(len(marked), columns) bool: row i marks column marked[i] (None: nothing), on top of `base`."""
+    mask = np.zeros((len(marked), columns), dtype=bool) if base is None else base.copy()
+    rows = [i for i, c in enumerate(marked) if c is not None]
+    mask[rows, [marked[i] for i in rows]] = True
+    return mask
 
 
 def canonical_paths(folder: Path, items: list[Item]) -> list[list[Path]]:
@@ -259,6 +268,9 @@ def run(args: argparse.Namespace) -> dict:
         q_paths, q_pids, rules = lists.pop("paths"), lists.pop("pids"), lists.pop("rules")
         extra = lists
     else:
+        if not (args.dataroot / "query").is_dir():
+            raise InputError(f"--protocol {args.protocol} needs the real query images in {args.dataroot / 'query'} "
+                             "(python -m datasets.prepare_market copies Market-1501's query/ there)")
         queries, _ = list_items(args.dataroot / "query", args.dataset, args.fashion_pid)
         q_paths, q_pids = [q.path for q in queries], np.array([q.pid for q in queries])
         rules = {"fastreid": (np.array([q.camid for q in queries]), None)}

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from metrics.reid_net import extract_features
 from util.io import InputError
 
 METRICS = ("cosine", "euclidean")
@@ -56,7 +57,7 @@ def compute_features(model: torch.nn.Module, paths: list[Path], size: tuple[int,
     """(N, D) float32 CPU features of `paths`, in order, from `model` in eval mode (its mode is restored).
 
     With `flip`, the correct average (f(x) + f(x flipped left-right)) / 2 (fast-reid's flip test normalises
-    the flipped copy twice, reid.md 2.7).
+    the flipped copy twice).
     """
     if not paths:
         return torch.zeros(0, 0)
@@ -68,10 +69,7 @@ def compute_features(model: torch.nn.Module, paths: list[Path], size: tuple[int,
     try:
         for batch in loader:
             images = batch.to(device=device, dtype=torch.float32)
-            features = model(images)
-            if flip:
-                features = (features + model(images.flip(-1))) / 2
-            out.append(features.float().cpu())
+            out.append(extract_features(model, images, flip=flip).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out)

@@ -17,6 +17,7 @@ from data.annotations import read_pairs, write_pairs
 from data.synthetic_build import make_synthetic_dataset
 from metrics.reid import evaluate_standard, main
 from metrics.reid_data import pid_cam
+from metrics.reid_features import compute_features, load_image
 from metrics.reid_net import BagtricksReID
 
 FAST = ["--random_weights", "--batch_size", "32"]
@@ -114,7 +115,7 @@ def test_a_generator_returning_the_target_scores_like_the_real_data_row(market, 
 
 
 def test_camera_rules_change_the_junk(market, tmp_path, capsys):
-    _, none, _ = run(generated_args(market, extra=["--cam_rule", "none", "--no-junk_source"]), tmp_path, capsys)
+    _, none, _ = run(generated_args(market, extra=["--cam_rule", "none", "--no_junk_source"]), tmp_path, capsys)
     assert none["results"]["headline"]["junk_items"] == 0
     assert none["results"]["fastreid"]["junk_items"] == expected_junk(market, False)  # always the plain rule
     _, source, _ = run(generated_args(market, extra=["--cam_rule", "source", "--rerank", "--ap", "market_official"]),
@@ -191,3 +192,22 @@ def test_bad_options_are_one_error_line(market, capsys, argv, message):
     assert main(["--dataroot", str(market["root"])] + argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_flip_is_the_average_with_the_mirror_image(tmp_path):
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (64, 32, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    Image.fromarray(image[:, ::-1]).save(tmp_path / "b.png")
+    Image.fromarray(image).convert("RGBA").save(tmp_path / "c.png")  # converted to RGB on load
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = BagtricksReID(num_classes=0).eval()
+    paths = [tmp_path / n for n in ("a.png", "b.png", "c.png")]
+    plain = compute_features(model, paths, size=(64, 32), batch_size=2)
+    flipped = compute_features(model, paths, size=(64, 32), batch_size=2, flip=True)
+    assert not torch.allclose(plain[0], plain[1], atol=1e-3)
+    torch.testing.assert_close(flipped[0], flipped[1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(flipped[0], (plain[0] + plain[1]) / 2, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(plain[2], plain[0])
+    assert load_image(paths[0], (128, 64)).shape == (3, 128, 64)  # PIL bicubic to (H, W)
