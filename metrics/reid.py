@@ -25,7 +25,7 @@ from data.annotations import read_pairs
 from metrics.pairing import RESULT_SUFFIXES
 from metrics.reid_data import DATASETS, FASHION_PIDS, Item, list_items, pid_cam
 from metrics.reid_features import COMBINES, FUSIONS, METRICS, combine, distance_matrix, fuse_poses, timed_features
-from metrics.reid_protocol import market_official_ap, rank_eval, rerank_distance
+from metrics.reid_protocol import rank_eval, rerank_distance
 from util.io import InputError, atomic_write_text, report_input_errors
 
 PROTOCOLS = ("standard", "generated", "pngan")
@@ -192,8 +192,13 @@ def canonical_paths(folder: Path, items: list[Item]) -> list[list[Path]]:
 
 
 def score(q_feat, g_feat, q_pids, g_pids, g_cams, rules: dict, metric: str, rerank: dict | None,
-          ap: str = "fastreid") -> dict[str, dict]:
-    """One distance matrix, then CMC/mAP/mINP under each rule {name: (query cams, junk mask or None)}."""
+          ap: str = "fastreid", device=None) -> dict[str, dict]:
+    """One distance matrix, then CMC/mAP/mINP under each rule {name: (query cams, junk mask or None)}.
+
+    Distances (and the re-ranking kNN) are computed on `device` (default: where the features are).
+    """
+    if device is not None:
+        q_feat, g_feat = q_feat.to(device), g_feat.to(device)
     dist = distance_matrix(q_feat, g_feat, metric)
     if rerank is not None:
         dist = rerank_distance(q_feat, g_feat, dist, rerank["k1"], rerank["k2"], rerank["lambda"],
@@ -201,7 +206,7 @@ def score(q_feat, g_feat, q_pids, g_pids, g_cams, rules: dict, metric: str, rera
     results = {}
     for name, (q_cams, junk) in rules.items():
         ranked = rank_eval(dist, q_pids, g_pids, q_cams, g_cams, junk, MAX_RANK)
-        official = market_official_ap(dist, q_pids, g_pids, q_cams, g_cams, junk)
+        official = ranked.ap_official
         values = ranked.summary(ap=official if ap == "market_official" else None)
         results[name] = {**values, "mAP_fastreid": 100.0 * float(ranked.ap.mean()),
                          "mAP_market_official": 100.0 * float(official.mean()), "ap_formula": ap,
@@ -300,7 +305,7 @@ def run(args: argparse.Namespace) -> dict:
         q_feat = feats[[row[p] for p in q_paths]]
         g_feat = feats[[row[g.path] for g in gallery]]
     rerank = {"k1": args.k1, "k2": args.k2, "lambda": args.lambda_value} if args.rerank else None
-    results = score(q_feat, g_feat, q_pids, g_pids, g_cams, rules, metric, rerank, args.ap)
+    results = score(q_feat, g_feat, q_pids, g_pids, g_cams, rules, metric, rerank, args.ap, device)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     settings["size"] = list(args.size)
     report = {"protocol": args.protocol, "dataset": args.dataset, "metric": metric, "settings": settings,
@@ -331,8 +336,10 @@ def evaluate_standard(model: torch.nn.Module, dataroot: Path, *, size=(256, 128)
     feats, _ = timed_features(model, paths, size=tuple(size), batch_size=batch_size, device=device, flip=flip)
     rules = {"fastreid": (np.array([q.camid for q in queries]), None)}
     rr = {"k1": 20, "k2": 6, "lambda": 0.3} if rerank else None
+    device = device if device is not None else next(model.parameters()).device
     result = score(feats[:len(queries)], feats[len(queries):], np.array([q.pid for q in queries]),
-                   np.array([g.pid for g in gallery]), np.array([g.camid for g in gallery]), rules, metric, rr)
+                   np.array([g.pid for g in gallery]), np.array([g.camid for g in gallery]), rules, metric, rr,
+                   device=device)
     r = result["fastreid"]
     keys = ("rank1", "rank5", "rank10", "mAP", "mINP", "metric", "valid_queries", "skipped_queries")
     return {**{k: r[k] for k in keys}, "gallery_images": len(gallery), "distance": metric}

@@ -34,6 +34,7 @@ class RankResult:
     first_hit: np.ndarray  # (valid,) 1-based rank of the first hit in the kept list
     valid: np.ndarray  # (Q,) bool: the query had at least one match
     junk: int  # gallery items removed from the ranked lists, summed over valid queries
+    ap_official: np.ndarray  # (valid,) Market-1501 compute_AP.m AP (trapezoid), see market_official_ap
 
     @property
     def num_valid(self) -> int:
@@ -98,7 +99,7 @@ def rank_eval(dist, q_pids, g_pids, q_cams, g_cams, junk_mask=None, max_rank: in
     if max_rank < 1:
         raise InputError(f"max_rank must be >= 1, got {max_rank}")
     valid = np.zeros(dist.shape[0], dtype=bool)
-    aps, inps, firsts, junk_total = [], [], [], 0
+    aps, officials, inps, firsts, junk_total = [], [], [], [], 0
     for rows, kept, hit in _kept_hits(dist, q_pids, g_pids, q_cams, g_cams, junk_mask, float32):
         position = np.cumsum(kept, axis=1)  # 1-based rank within the kept list (valid where kept)
         hits = np.cumsum(hit, axis=1)  # j: hits so far
@@ -106,8 +107,12 @@ def rank_eval(dist, q_pids, g_pids, q_cams, g_cams, junk_mask=None, max_rank: in
         ok = n > 0
         valid[rows] = ok
         junk_total += int((~kept[ok]).sum())
-        precision = np.where(hit, hits / np.maximum(position, 1), 0.0)
+        r = np.maximum(position, 1).astype(np.float64)
+        precision = np.where(hit, hits / r, 0.0)
         aps.append(precision[ok].sum(axis=1) / n[ok])
+        # compute_AP.m: the trapezoid between the precision one kept item earlier (1 before the first) and here
+        previous = np.where(r > 1, (hits - 1) / np.maximum(r - 1, 1), 1.0)
+        officials.append(np.where(hit, (previous + precision) / 2, 0.0)[ok].sum(axis=1) / n[ok])
         last = np.where(hit, position, 0).max(axis=1)
         inps.append(n[ok] / last[ok])
         first = np.where(hit, position, np.iinfo(np.int64).max).min(axis=1)
@@ -118,7 +123,8 @@ def rank_eval(dist, q_pids, g_pids, q_cams, g_cams, junk_mask=None, max_rank: in
     first_hit = np.concatenate(firsts)
     # CMC_i(k) = 1 from the first hit on: this also pads a kept list shorter than max_rank with 1
     cmc = (first_hit[:, None] <= np.arange(1, max_rank + 1)[None, :]).mean(axis=0)
-    return RankResult(cmc, np.concatenate(aps), np.concatenate(inps), first_hit, valid, junk_total)
+    return RankResult(cmc, np.concatenate(aps), np.concatenate(inps), first_hit, valid, junk_total,
+                      np.concatenate(officials))
 
 
 def market_official_ap(dist, q_pids, g_pids, q_cams, g_cams, junk_mask=None, float32: bool = False) -> np.ndarray:
@@ -127,21 +133,7 @@ def market_official_ap(dist, q_pids, g_pids, q_cams, g_cams, junk_mask=None, flo
     Same good/junk rule as `rank_eval`; at the j-th of n hits, at kept rank r_j, the area added is
     (1/n)·(p(r_j - 1) + j/r_j)/2, where p(r) is the precision after r kept items and p(0) = 1.
     """
-    dist = np.asarray(dist)
-    q_pids, g_pids, q_cams, g_cams = (np.asarray(a).astype(np.int64) for a in (q_pids, g_pids, q_cams, g_cams))
-    junk_mask = None if junk_mask is None else np.asarray(junk_mask, dtype=bool)
-    _check_shapes(dist, q_pids, g_pids, q_cams, g_cams, junk_mask)
-    aps = []
-    for _, kept, hit in _kept_hits(dist, q_pids, g_pids, q_cams, g_cams, junk_mask, float32):
-        position = np.cumsum(kept, axis=1)
-        hits = np.cumsum(hit, axis=1)
-        n = hits[:, -1]
-        ok = n > 0
-        r = np.maximum(position, 1).astype(np.float64)
-        previous = np.where(r > 1, (hits - 1) / np.maximum(r - 1, 1), 1.0)  # precision one kept item earlier
-        area = np.where(hit, (previous + hits / r) / 2, 0.0)
-        aps.append(area[ok].sum(axis=1) / n[ok])
-    return np.concatenate(aps)
+    return rank_eval(dist, q_pids, g_pids, q_cams, g_cams, junk_mask, 1, float32).ap_official
 
 
 # ---------------------------------------------------------------- re-ranking (k-reciprocal encoding)
@@ -221,14 +213,14 @@ def jaccard_distance(features, k1: int = 20, k2: int = 6, rows=None, columns=Non
     """
     import torch
 
-    feats = torch.as_tensor(features).double().cpu()
+    feats = torch.as_tensor(features).double()  # the kNN runs on the features' device (a GPU when given)
     n = feats.shape[0]
     if not 1 <= k2 <= k1:
         raise InputError(f"re-ranking needs 1 <= k2 <= k1, got k1 {k1}, k2 {k2}")
     if n < 2:
         raise InputError(f"re-ranking needs at least 2 images, got {n}")
     rank = nearest_neighbours(feats, min(k1, n))
-    v = _encoding(feats.numpy(), rank, k1)
+    v = _encoding(feats.cpu().numpy(), rank, k1)
     if k2 != 1:
         from scipy import sparse
 
