@@ -29,6 +29,8 @@ DPTN_MARKET = ("--model", "DPTN", "--vgg_random_init", "--dis_layers=3", "--lamb
 # PATN (narrow, so that saving every iteration stays cheap) with Market's image pools, which must resume too;
 # epochs of 18 random pairs
 PATN_MARKET = ("--model", "PATN", "--vgg_random_init", "--ngf", "8", "--ndf", "8", "--pairs_per_epoch", "18")
+# PN-GAN, narrow (the mechanism, not the size, is tested)
+PNGAN_MARKET = ("--model", "PNGAN", "--ngf", "8", "--ndf", "8", "--pngan_blocks", "2")
 
 
 def run_args(root: Path, ckpt: Path, name: str, *extra: str, model: tuple[str, ...] = PG2_STAGE1) -> list[str]:
@@ -50,8 +52,9 @@ def train_process(argv: list[str]) -> subprocess.Popen:
 
 
 @pytest.mark.parametrize("model,weights", [(PG2_STAGE1, ("G1",)), (DPTN_MARKET, ("G", "D")),
-                                           (PATN_MARKET, ("netG", "netD_PB", "netD_PP"))],
-                         ids=["PG2", "DPTN", "PATN"])
+                                           (PATN_MARKET, ("netG", "netD_PB", "netD_PP")),
+                                           (PNGAN_MARKET, ("G", "D"))],
+                         ids=["PG2", "DPTN", "PATN", "PNGAN"])
 @pytest.mark.slow
 def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(tiny_market_root, tmp_path, model, weights):
     steps = 12  # 9 iterations per epoch: the run crosses an epoch boundary

@@ -25,6 +25,7 @@ PG2_STAGE1 = ["--model", "PG2", "--stage", "1", "--ngf", "8"]
 # instance norm and no dropout: then micro-batches can equal the whole batch (batch statistics and dropout
 # masks differ by construction); the image pools take the samples one by one, in the same order
 PATN = ["--model", "PATN", "--vgg_random_init", "--norm", "instance", "--no_dropout", "--no_dropout_D"]
+PNGAN = ["--model", "PNGAN", "--ngf", "8", "--ndf", "8", "--pngan_blocks", "2"]
 
 
 def build(tmp_path: Path, model: list[str], *extra: str, seed: int = 0):
@@ -69,7 +70,7 @@ def steps(model, count: int = 2, size: int = 4) -> None:
 # --- gradient accumulation and memory format ------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", [DPTN, PG2_STAGE1, PATN], ids=["DPTN", "PG2", "PATN"])
+@pytest.mark.parametrize("model", [DPTN, PG2_STAGE1, PATN, PNGAN], ids=["DPTN", "PG2", "PATN", "PNGAN"])
 def test_accumulated_micro_batches_equal_the_whole_batch(tmp_path, model):
     whole, split = build(tmp_path, model), build(tmp_path, model, "--batchSize", "4", "--accum_steps", "2")
     assert max_difference(weights(whole), weights(split)) == 0.0
