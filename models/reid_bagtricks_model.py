@@ -64,7 +64,7 @@ class Reid_BagtricksModel(BaseModel):  # the registry maps reid_bagtricks to Rei
             g.add_argument("--export_fastreid_dict", action="store_true",
                            help="also write <tag>_net_reid_fastreid.pth as {'model': state_dict}, the dict "
                                 "fast-reid's --eval-only MODEL.WEIGHTS reads")
-        parser.set_defaults(batch_size=64, niter=120, niter_decay=0, lr=3.5e-4, beta1=0.9,
+        parser.set_defaults(batch_size=64, niter=120, niter_decay=0, lr=3.5e-4, beta1=0.9, save_epoch_freq=30,
                             **{name: None for name in UNUSED_SHARED})
         return parser
 
