@@ -98,6 +98,12 @@ def validate(args: argparse.Namespace) -> None:
             raise InputError(f"--{changed[0]} applies to --protocol generated only")
     if args.protocol != "pngan" and (args.pn_fusion != "avg" or args.pn_combine != "pn_only"):
         raise InputError("--pn_fusion/--pn_combine apply to --protocol pngan only")
+    if args.pn_combine == "orig_only" and args.pn_fusion != "avg":
+        raise InputError("--pn_fusion has no effect with --pn_combine orig_only (the original feature alone)")
+    if args.query_source == "real" and args.results_dir is not None:
+        raise InputError("--results_dir is not read with --query_source real (the real targets are the queries)")
+    if not args.rerank and (args.k1, args.k2, args.lambda_value) != (20, 6, 0.3):
+        raise InputError("--k1/--k2/--lambda apply with --rerank only")
     if args.dataset != "fashion" and args.fashion_pid != "id":
         raise InputError("--fashion_pid applies to --dataset fashion only")
     if not args.dataroot.is_dir():
@@ -285,7 +291,7 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     if args.protocol == "pngan":
-        wanted = [p for group in canon for p in group]
+        wanted = [] if args.pn_combine == "orig_only" else [p for group in canon for p in group]
         if args.pn_combine != "pn_only":
             wanted += q_paths + [g.path for g in gallery]
     else:
@@ -295,10 +301,12 @@ def run(args: argparse.Namespace) -> dict:
                                     device=device, flip=args.flip, num_workers=args.num_workers)
     row = {p: i for i, p in enumerate(unique)}
     if args.protocol == "pngan":
-        poses = feats[[row[p] for group in canon for p in group]].reshape(len(canon), CANONICAL_POSES, -1)
-        fused = fuse_poses(poses, args.pn_fusion)
-        original = feats[[row[p] for p in q_paths + [g.path for g in gallery]]] if args.pn_combine != "pn_only" \
-            else fused
+        original = fused = None
+        if args.pn_combine != "orig_only":
+            poses = feats[[row[p] for group in canon for p in group]].reshape(len(canon), CANONICAL_POSES, -1)
+            fused = fuse_poses(poses, args.pn_fusion)
+        if args.pn_combine != "pn_only":
+            original = feats[[row[p] for p in q_paths + [g.path for g in gallery]]]
         final = combine(original, fused, args.pn_combine)
         q_feat, g_feat = final[:len(q_paths)], final[len(q_paths):]
     else:

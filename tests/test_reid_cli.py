@@ -67,8 +67,10 @@ def run(args: list[str], tmp_path: Path, capsys, size=(64, 32)) -> tuple[int, di
 
 
 def generated_args(market, results=None, extra=()) -> list[str]:
-    return ["--dataroot", str(market["root"]), "--protocol", "generated", "--results_dir",
-            str(results or market["results"]), "--pairs", str(market["root"] / "pairs10.csv"), *extra]
+    """The generated protocol on the 10 pairs; results=False: no --results_dir (--query_source real)."""
+    folder = [] if results is False else ["--results_dir", str(results or market["results"])]
+    return ["--dataroot", str(market["root"]), "--protocol", "generated", *folder, "--pairs",
+            str(market["root"] / "pairs10.csv"), *extra]
 
 
 def expected_junk(market, with_source: bool) -> int:
@@ -107,7 +109,7 @@ def test_generated_protocol_reports_both_rules_counts_and_settings(market, tmp_p
 
 def test_a_generator_returning_the_target_scores_like_the_real_data_row(market, tmp_path, capsys):
     _, copies, _ = run(generated_args(market, market["copies"]), tmp_path, capsys)
-    _, real, _ = run(generated_args(market, extra=["--query_source", "real"]), tmp_path, capsys)
+    _, real, _ = run(generated_args(market, False, ["--query_source", "real"]), tmp_path, capsys)
     for rule in ("headline", "fastreid"):
         for key in ("rank1", "mAP", "mINP", "valid_queries", "junk_items"):
             assert copies["results"][rule][key] == pytest.approx(real["results"][rule][key]), (rule, key)
@@ -187,6 +189,11 @@ def test_pngan_protocol_fuses_eight_canonical_images(market, tmp_path, capsys):
     (["--protocol", "generated", "--random_weights"], "needs --results_dir"),
     (["--protocol", "standard", "--random_weights", "--results_dir", "x"], "--results_dir is used by"),
     (["--protocol", "standard", "--reid_weights", "missing.pth"], "missing.pth not found"),
+    (["--protocol", "standard", "--random_weights", "--k1", "10"], "apply with --rerank only"),
+    (["--protocol", "generated", "--random_weights", "--query_source", "real", "--results_dir", "x"],
+     "not read with --query_source real"),
+    (["--protocol", "pngan", "--random_weights", "--canonical_dir", "x", "--pn_combine", "orig_only",
+      "--pn_fusion", "max"], "no effect"),
 ])
 def test_bad_options_are_one_error_line(market, capsys, argv, message):
     assert main(["--dataroot", str(market["root"])] + argv) == 2
