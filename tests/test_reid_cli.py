@@ -18,7 +18,7 @@ from data.synthetic_build import make_synthetic_dataset
 from metrics.reid import evaluate_standard, main
 from metrics.reid_data import pid_cam
 from metrics.reid_features import compute_features, load_image
-from metrics.reid_net import BagtricksReID
+from metrics.reid_net import BagtricksReID, sha256_of
 
 FAST = ["--random_weights", "--batch_size", "32"]
 PAIRS = 10
@@ -218,3 +218,41 @@ def test_flip_is_the_average_with_the_mirror_image(tmp_path):
     torch.testing.assert_close(flipped[0], (plain[0] + plain[1]) / 2, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(plain[2], plain[0])
     assert load_image(paths[0], (128, 64)).shape == (3, 128, 64)  # PIL bicubic to (H, W)
+
+
+def test_a_fast_reid_checkpoint_file_is_loaded_hashed_and_described(market, tmp_path, capsys):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        model = BagtricksReID(num_classes=5).eval()
+    path = tmp_path / "model_final.pth"
+    torch.save({"model": model.state_dict(), "epoch": 119}, path)
+    out = tmp_path / "r.json"
+    assert main(["--dataroot", str(market["root"]), "--reid_weights", str(path), "--size", "32", "16",
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    weights = report["weights"]
+    assert weights["random_weights"] is False and weights["sha256"] == sha256_of(path)
+    assert weights["with_ibn"] is True and weights["num_classes"] == 5 and weights["stem_pool"] == "ceil"
+    api = evaluate_standard(model, market["root"], size=(32, 16))
+    assert report["results"]["fastreid"]["mAP"] == pytest.approx(api["mAP"])
+    assert "random" not in capsys.readouterr().err
+
+
+def test_deepfashion_generated_protocol_parses_ids_and_finds_the_pair_file(tmp_path, capsys):
+    root = tmp_path / "fashion"
+    make_synthetic_dataset(root, "fashion", people=4, seed=2, images_per_person=3, test_fraction=0.5)
+    pairs = read_pairs(root / "fasion-resize-pairs-test.csv")
+    results = tmp_path / "results"
+    results.mkdir()
+    for source, target in pairs:
+        shutil.copy(root / "test" / target, results / f"{Path(source).stem}_2_{Path(target).stem}_vis.jpg")
+    base = ["--dataroot", str(root), "--dataset", "fashion", "--protocol", "generated", "--results_dir", str(results)]
+    code, report, _ = run(base, tmp_path, capsys, (32, 16))
+    assert code == 0 and report["counts"]["pair_rows"] == len(pairs) and report["counts"]["gallery_images"] == 6
+    assert report["counts"]["pairs_file"].endswith("fasion-resize-pairs-test.csv")
+    # a copy of the target is same id and same view as the target's own file: junk under the camera rule
+    assert report["results"]["fastreid"]["junk_items"] == len(pairs)
+    assert report["results"]["headline"]["junk_items"] == 2 * len(pairs)  # and the source
+    code, item, _ = run(base + ["--fashion_pid", "item", "--cam_rule", "none"], tmp_path, capsys, (32, 16))
+    assert code == 0 and item["settings"]["fashion_pid"] == "item"
+    assert item["results"]["headline"]["rank1"] == 100.0  # nothing is junk but the source: the target is found
