@@ -16,6 +16,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import asdict, dataclass
 
+TABLE_ENDS = 12  # rows kept at each end of a long table
+
 
 @dataclass
 class BagtricksSchedule:
@@ -92,8 +94,11 @@ def format_lr_table(schedule: BagtricksSchedule, iters_per_epoch: int, epochs: i
              f"{schedule.warmup_iters} iterations from x{schedule.warmup_factor}, MultiStep "
              f"{list(schedule.milestones)} x{schedule.gamma} per epoch after warm-up (fast-reid)",
              f"{'epoch':>7} {'iterations':>17} {'lr at start':>12}"]
+    rows = []
     for epoch, rate in enumerate(rates):
         if epoch == 0 or epoch == len(rates) - 1 or abs(rate - rates[epoch - 1]) > 1e-15:
             first = epoch * iters_per_epoch
-            lines.append(f"{epoch + 1:>7} {first:>8}-{first + iters_per_epoch - 1:<8} {rate:>12.4e}")
-    return "\n".join(lines)
+            rows.append(f"{epoch + 1:>7} {first:>8}-{first + iters_per_epoch - 1:<8} {rate:>12.4e}")
+    if len(rows) > 2 * TABLE_ENDS:  # short epochs: the warm-up changes the rate every epoch
+        rows = rows[:TABLE_ENDS] + [f"{'...':>7}"] + rows[-TABLE_ENDS:]
+    return "\n".join(lines + rows)
