@@ -137,7 +137,7 @@ def test_canonical_mode_bad_inputs(trained, tiny_market_root, tmp_path):
     # a model that reads the source pose needs every image annotated
     opt = TestOptions().parse(canonical_flags(trained, tiny_market_root, tmp_path / "r3"), echo=False,
                               check_folder=False)
-    extra = tiny_market_root.parent / "unannotated"
+    extra = tmp_path / "unannotated"
     (extra / "test").mkdir(parents=True)
     first = sorted((tiny_market_root / "test").iterdir())[0]
     (extra / "test" / "9999_c1s1_000001_01.jpg").write_bytes(first.read_bytes())
