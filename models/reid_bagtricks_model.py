@@ -80,6 +80,9 @@ class Reid_BagtricksModel(BaseModel):  # the registry maps reid_bagtricks to Rei
             if getattr(opt, name, None) is not None:
                 raise InputError(f"--{name} does not apply to --model reid_bagtricks (its schedule is fast-reid's "
                                  "warm-up + MultiStep: --warmup_iters, --lr_milestones; its init is fast-reid's)")
+        if opt.niter_decay != 0:
+            raise InputError("--niter_decay does not apply to --model reid_bagtricks (no linear decay: the rate "
+                             "follows --lr_milestones); set the number of epochs with --niter")
         if opt.accum_steps != 1:
             raise InputError("--accum_steps must be 1 for --model reid_bagtricks: the batch-hard triplet loss and "
                              "BatchNorm need the whole P x K batch")

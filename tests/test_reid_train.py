@@ -233,6 +233,7 @@ def test_bad_options_are_refused_with_one_clear_error(colour_root, tmp_path):
         TrainOptions().parse([*argv, "--pretrained_backbone", str(tmp_path / "nowhere.pth")], echo=False)
     for extra, message in ((["--lr_policy", "step"], "--lr_policy does not apply"),
                            (["--accum_steps", "2"], "--accum_steps must be 1"),
+                           (["--niter_decay", "5"], "--niter_decay does not apply"),
                            (["--num_instances", "3"], "multiple of --num_instances 3"),
                            (["--pairs_per_epoch", "9"], "--pairs_per_epoch does not apply")):
         with pytest.raises(InputError, match=message):
