@@ -270,6 +270,50 @@ def test_fifty_iterations_lower_the_loss_on_colour_identities(colour_root, tmp_p
     assert model.get_current_visuals()["input_image"].shape == (4, 3, 64, 32)
 
 
+class HalvingScaler:
+    """A stand-in for fp16's GradScaler whose scale halves at the first update (an overflow)."""
+
+    def __init__(self) -> None:
+        self.value, self.updates = 65536.0, 0
+
+    def is_enabled(self) -> bool:
+        return True
+
+    def get_scale(self) -> float:
+        return self.value
+
+    def scale(self, loss):
+        return loss
+
+    def step(self, optimizer) -> None:
+        optimizer.step()
+
+    def update(self) -> None:
+        self.updates += 1
+        self.value = self.value / 2 if self.updates == 1 else self.value
+
+
+@pytest.mark.slow
+def test_the_model_holds_the_warm_up_back_when_the_loss_scale_changes(colour_root, tmp_path):
+    opt = parse(colour_root, tmp_path, "--warmup_iters", "10", "--reid_size", "32", "16")
+    ctx = build_context([])
+    loader = create_dataloader(opt, ctx, create_dataset(opt))
+    model = create_model(opt, ctx)
+    model.setup()
+    model.train()
+    model.scaler = HalvingScaler()
+    loader.sampler.set_epoch(1)
+    batch = next(iter(loader))
+    rates = []
+    for _ in range(3):
+        model.set_input(batch)
+        model.optimize_parameters()
+        rates.append(model.optimizer.param_groups[0]["lr"])
+    state = model.extra_state()["schedule"]
+    assert (state["iteration"], state["warmup_steps"]) == (3, 2)  # the first iteration's scale change: no step
+    assert rates == pytest.approx([3.5e-5, 3.5e-5, 3.5e-4 * (0.1 + 0.9 * 1 / 10)])
+
+
 def run_train(root: Path, ckpt: Path, name: str, *extra: str) -> int:
     return train_script.main([*TINY, "--dataroot", str(root), "--checkpoints_dir", str(ckpt), "--name", name,
                               "--seed", "2", "--niter", "2", "--warmup_iters", "3", "--print_freq", "1000",
