@@ -31,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from data.annotations import read_pairs
 from data.base_dataset import BaseDataset, read_image_header
 from data.identity_sampler import NaiveIdentitySampler
+from util.distributed import print0
 from util.io import InputError
 
 MARKET_NAME = re.compile(r"^(-?\d+)_c(\d)")
@@ -211,7 +212,7 @@ class Market_ReidDataset(BaseDataset):  # the registry maps market_reid to Marke
         self.size = tuple(opt.reid_size)
         self._draws = 0
         self._check_readable()
-        print(f"market_reid: {len(self.items)} images of {len(self.classes)} identities")
+        print0(f"market_reid: {len(self.items)} images of {len(self.classes)} identities")
 
     def _check_readable(self) -> None:
         for item in self.items:

@@ -209,6 +209,9 @@ class Reid_BagtricksModel(BaseModel):  # the registry maps reid_bagtricks to Rei
         try:
             result = evaluate_standard(net, root, size=tuple(self.opt.reid_size),
                                        batch_size=self.opt.eval_batch_size, device=self.device)
+        except InputError as exc:  # a broken evaluation folder costs the evaluation, not the training run
+            print0(f"warning: epoch {epoch}: re-id evaluation on {root} failed ({exc}); training goes on")
+            return
         finally:
             net.train()
             set_rng_state(saved)
