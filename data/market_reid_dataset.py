@@ -168,7 +168,7 @@ def _check_options(opt) -> None:
                              "P x K identity sampler (--num_instances), an epoch being len(images) // batch")
 
 
-class Market_ReidDataset(BaseDataset):  # the registry maps market_reid to Market_Reid
+class MarketReidDataset(BaseDataset):
     """Labelled person crops; items {"image": (3, H, W) float 0..255, "pid": label, "camid", "name"}."""
 
     @staticmethod

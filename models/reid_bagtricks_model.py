@@ -32,7 +32,7 @@ UNUSED_SHARED = ("lr_policy", "lr_decay_iters", "init_type", "init_gain")  # rep
 EVAL_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP", "metric")
 
 
-class Reid_BagtricksModel(BaseModel):  # the registry maps reid_bagtricks to Reid_Bagtricks
+class ReidBagtricksModel(BaseModel):
     """BagtricksReID trained with CE + triplet; `end_of_epoch` evaluates with metrics.reid.evaluate_standard."""
 
     @staticmethod
