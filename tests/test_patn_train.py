@@ -19,6 +19,7 @@ from data import find_dataset_class
 from data.annotations import read_annotations, read_pairs
 from data.keypoints import gaussian_heatmaps, pixel_pose_maps
 from metrics import metrics as metrics_cli
+from models import model_names
 from models.patn_options import REFUSED
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
@@ -296,4 +297,4 @@ def test_bench_train_takes_patn(capsys):
     assert len(rows) == 1 and float(rows[0].split()[-2]) > 0  # GFLOP per iteration counted
     with pytest.raises(SystemExit):
         bench_train.main(["--model", "NoSuch"])
-    assert "available: dptn, patn, pg2, template" in capsys.readouterr().err
+    assert "available: " + ", ".join(model_names()) in capsys.readouterr().err
