@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fashion_pid", choices=FASHION_PIDS, default="id", help="10-digit id token or 8-digit item")
     parser.add_argument("--pn_fusion", choices=FUSIONS, default="avg")
     parser.add_argument("--pn_combine", choices=COMBINES, default="pn_only")
+    parser.add_argument("--pn_weights", type=Path,
+                        help="pngan: a second fast-reid checkpoint for the canonical-pose images (the paper's "
+                             "Network B, trained on them: train.py --model reid_bagtricks --pngan_branch); default: "
+                             "--reid_weights embeds both")
     parser.add_argument("--size", type=int, nargs=2, default=(256, 128), metavar=("H", "W"))
     parser.add_argument("--metric", choices=METRICS, help="default cosine; pngan: euclidean (squared)")
     parser.add_argument("--flip", action="store_true", help="average with the left-right flipped image")
@@ -100,6 +104,11 @@ def validate(args: argparse.Namespace) -> None:
         raise InputError("--pn_fusion/--pn_combine apply to --protocol pngan only")
     if args.pn_combine == "orig_only" and args.pn_fusion != "avg":
         raise InputError("--pn_fusion has no effect with --pn_combine orig_only (the original feature alone)")
+    if args.pn_weights is not None and (args.protocol != "pngan" or args.pn_combine == "orig_only"):
+        raise InputError("--pn_weights embeds the canonical-pose images: it needs --protocol pngan and a "
+                         "--pn_combine other than orig_only")
+    if args.pn_weights is not None and args.random_weights:
+        raise InputError("--pn_weights needs --reid_weights for the original images, not --random_weights")
     if args.query_source == "real" and args.results_dir is not None:
         raise InputError("--results_dir is not read with --query_source real (the real targets are the queries)")
     if not args.rerank and (args.k1, args.k2, args.lambda_value) != (20, 6, 0.3):
@@ -223,7 +232,7 @@ def score(q_feat, g_feat, q_pids, g_pids, g_cams, rules: dict, metric: str, rera
 
 def load_network(args) -> tuple[torch.nn.Module, dict]:
     """The checkpoint, strictly loaded, or (announced) random weights."""
-    from metrics.reid_net import BagtricksReID, load_fastreid_checkpoint
+    from metrics.reid_net import BagtricksReID
 
     if args.random_weights:
         print("warning: --random_weights: the re-id network is random (seed 0); the numbers mean nothing, "
@@ -234,8 +243,23 @@ def load_network(args) -> tuple[torch.nn.Module, dict]:
             model = BagtricksReID(num_classes=0, with_ibn=True, stem_pool=stem_pool)
         return model.eval(), {"random_weights": True, "sha256": None, "with_ibn": True, "num_classes": 0,
                               "stem_pool": stem_pool, "mappings": []}
-    model, info = load_fastreid_checkpoint(args.reid_weights, stem_pool=args.stem_pool)
+    return load_checkpoint(args.reid_weights, args.stem_pool)
+
+
+def load_checkpoint(path: Path, stem_pool: str) -> tuple[torch.nn.Module, dict]:
+    """A fast-reid checkpoint, strictly loaded, and what was detected in it."""
+    from metrics.reid_net import load_fastreid_checkpoint
+
+    model, info = load_fastreid_checkpoint(path, stem_pool=stem_pool)
     return model, {"random_weights": False, **info}
+
+
+def embed_once(model: torch.nn.Module, paths: list[Path], embed: dict):
+    """Features of every distinct path, computed once; returns (lookup(paths) -> (N, D) features, seconds)."""
+    unique = list(dict.fromkeys(paths))
+    feats, seconds = timed_features(model, unique, **embed)
+    row = {p: i for i, p in enumerate(unique)}
+    return (lambda wanted: feats[[row[p] for p in wanted]]), seconds
 
 
 def format_table(report: dict) -> str:
@@ -290,40 +314,52 @@ def run(args: argparse.Namespace) -> dict:
     model, arch = load_network(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
+    embed = dict(size=tuple(args.size), batch_size=args.batch_size, device=device, flip=args.flip,
+                 num_workers=args.num_workers)
+    pn_arch = None
     if args.protocol == "pngan":
-        wanted = [] if args.pn_combine == "orig_only" else [p for group in canon for p in group]
-        if args.pn_combine != "pn_only":
-            wanted += q_paths + [g.path for g in gallery]
-    else:
-        wanted = list(q_paths) + [g.path for g in gallery]
-    unique = list(dict.fromkeys(wanted))  # each image once
-    feats, seconds = timed_features(model, unique, size=tuple(args.size), batch_size=args.batch_size,
-                                    device=device, flip=args.flip, num_workers=args.num_workers)
-    row = {p: i for i, p in enumerate(unique)}
-    if args.protocol == "pngan":
-        original = fused = None
-        if args.pn_combine != "orig_only":
-            poses = feats[[row[p] for group in canon for p in group]].reshape(len(canon), CANONICAL_POSES, -1)
-            fused = fuse_poses(poses, args.pn_fusion)
-        if args.pn_combine != "pn_only":
-            original = feats[[row[p] for p in q_paths + [g.path for g in gallery]]]
+        originals = list(q_paths) + [g.path for g in gallery]
+        canon_model = model
+        if args.pn_weights is not None:
+            canon_model, pn_arch = load_checkpoint(args.pn_weights, args.stem_pool)
+            canon_model.to(device)
+        wanted = {"canonical": [] if args.pn_combine == "orig_only" else [p for group in canon for p in group],
+                  "original": [] if args.pn_combine == "pn_only" else originals}
+        if canon_model is model:  # one network: each image embedded once
+            merged, seconds = embed_once(model, wanted["canonical"] + wanted["original"], embed)
+            feats = {k: merged(paths) for k, paths in wanted.items()}
+            unique = len(set(wanted["canonical"] + wanted["original"]))
+        else:
+            feats, seconds = {}, 0.0
+            for key, net in (("canonical", canon_model), ("original", model)):
+                if not wanted[key]:
+                    continue
+                lookup, took = embed_once(net, wanted[key], embed)
+                feats[key], seconds = lookup(wanted[key]), seconds + took
+            unique = len(set(wanted["canonical"])) + len(set(wanted["original"]))
+        fused = original = None
+        if wanted["canonical"]:
+            fused = fuse_poses(feats["canonical"].reshape(len(canon), CANONICAL_POSES, -1), args.pn_fusion)
+        if wanted["original"]:
+            original = feats["original"]
         final = combine(original, fused, args.pn_combine)
         q_feat, g_feat = final[:len(q_paths)], final[len(q_paths):]
     else:
-        q_feat = feats[[row[p] for p in q_paths]]
-        g_feat = feats[[row[g.path] for g in gallery]]
+        lookup, seconds = embed_once(model, list(q_paths) + [g.path for g in gallery], embed)
+        q_feat, g_feat = lookup(q_paths), lookup([g.path for g in gallery])
+        unique = len(set(q_paths) | {g.path for g in gallery})
     rerank = {"k1": args.k1, "k2": args.k2, "lambda": args.lambda_value} if args.rerank else None
     results = score(q_feat, g_feat, q_pids, g_pids, g_cams, rules, metric, rerank, args.ap, device)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     settings["size"] = list(args.size)
     report = {"protocol": args.protocol, "dataset": args.dataset, "metric": metric, "settings": settings,
-              "weights": arch, "device": str(device), "rules": rule_texts(args),
+              "weights": arch, "weights_pn": pn_arch or "same as weights", "device": str(device), "rules": rule_texts(args),
               "headline": "headline" if "headline" in results else "fastreid",
               "lists": "query and gallery sorted by file name; ties in the ranking keep gallery order",
               "counts": {"queries": len(q_paths), "gallery_images": len(gallery), "gallery_junk_dropped": dropped,
-                         "images_embedded": len(unique), **extra},
+                         "images_embedded": unique, **extra},
               "timing": {"feature_seconds": round(seconds, 3),
-                         "seconds_per_100_images": round(100 * seconds / max(len(unique), 1), 3)},
+                         "seconds_per_100_images": round(100 * seconds / max(unique, 1), 3)},
               "results": results, "torch": torch.__version__}
     if args.out is not None:
         atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")

@@ -256,3 +256,41 @@ def test_deepfashion_generated_protocol_parses_ids_and_finds_the_pair_file(tmp_p
     code, item, _ = run(base + ["--fashion_pid", "item", "--cam_rule", "none"], tmp_path, capsys, (32, 16))
     assert code == 0 and item["settings"]["fashion_pid"] == "item"
     assert item["results"]["headline"]["rank1"] == 100.0  # nothing is junk but the source: the target is found
+
+
+def test_pngan_network_b_embeds_the_canonical_images(market, tmp_path, capsys):
+    """--pn_weights: the canonical-pose images go through the second network, the originals through the first."""
+    canon = tmp_path / "canon"
+    canon.mkdir()
+    for folder in ("query", "test"):
+        for path in (market["root"] / folder).iterdir():
+            for k in range(1, 9):
+                shutil.copy(path, canon / f"{path.stem}_2_canon{k}_vis.jpg")
+    files = []
+    for seed in (3, 4):  # network A, network B
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = BagtricksReID(num_classes=0).eval()
+        files.append(tmp_path / f"net{seed}.pth")
+        torch.save(net.state_dict(), files[-1])
+    base = ["--dataroot", str(market["root"]), "--protocol", "pngan", "--canonical_dir", str(canon), "--size", "32",
+            "16", "--batch_size", "64"]
+
+    def report(*extra: str) -> dict:
+        out = tmp_path / "r.json"
+        out.unlink(missing_ok=True)
+        assert main(base + list(extra) + ["--out", str(out)]) == 0, capsys.readouterr().err
+        return json.loads(out.read_text())
+
+    two = report("--reid_weights", str(files[0]), "--pn_weights", str(files[1]))
+    only_b = report("--reid_weights", str(files[1]))
+    only_a = report("--reid_weights", str(files[0]))
+    assert two["weights_pn"]["sha256"] == sha256_of(files[1]) and only_b["weights_pn"] == "same as weights"
+    for key in ("rank1", "mAP", "mINP"):  # pn_only: only network B's features count
+        assert two["results"]["fastreid"][key] == pytest.approx(only_b["results"]["fastreid"][key], abs=1e-6)
+    assert only_a["results"]["fastreid"]["mAP"] != pytest.approx(only_b["results"]["fastreid"]["mAP"], abs=1e-6)
+    both = report("--reid_weights", str(files[0]), "--pn_weights", str(files[1]), "--pn_combine", "concat")
+    assert both["counts"]["images_embedded"] == two["counts"]["images_embedded"] + two["counts"]["queries"] + 13
+    assert main(base + ["--reid_weights", str(files[0]), "--pn_weights", str(files[1]), "--pn_combine",
+                        "orig_only"]) == 2
+    assert "--pn_weights" in capsys.readouterr().err
