@@ -1,4 +1,8 @@
-"""Market-1501 in the official layout: 128x64 crops, never padded or resized.
+"""Market-1501 in the official layout: 128x64 crops, seen at 128x64 or, when the model asks, 256x128.
+
+`opt.market_frame` is 'native' (the default these hooks declare) or 'double' (256x128, PIL bicubic), set by a
+model that needs it (PN-GAN's `--load_size 256 128`); see data/geometry.py. It has no flag of its own, so the
+models that cannot run at 256x128 never see it.
 
 The layout (`train/`, `test/`, `market-annotation-<phase>.csv`, `market-pairs-<phase>.csv`) is that of
 tengteng95/Pose-Transfer and of PangzeCheung/Dual-task-Pose-Transformer-Network `data/market_dataset.py`.
@@ -9,8 +13,16 @@ import argparse
 from pathlib import Path
 
 from data.base_dataset import PairDataset, add_pose_options, dataroot_path
+from data.geometry import MARKET_FRAMES
 
 MARKET_SIZE = (128, 64)  # (H, W)
+
+
+def add_market_frame_default(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """opt.market_frame = 'native' for the modes that read Market; its presence tells a model's derive_options
+    that the dataset honours another value (those that set it check for it)."""
+    parser.set_defaults(market_frame="native")
+    return parser
 
 
 class MarketDataset(PairDataset):
@@ -20,7 +32,7 @@ class MarketDataset(PairDataset):
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
-        return add_pose_options(parser, is_train)
+        return add_market_frame_default(add_pose_options(parser, is_train))
 
     @staticmethod
     def derive_options(opt) -> None:
@@ -33,8 +45,11 @@ class MarketDataset(PairDataset):
 
     @staticmethod
     def frame_for(opt) -> str:
-        """Market is always seen in its own 128x64 frame."""
-        return "native"
+        """opt.market_frame: native 128x64 unless the model chose 'double' (modes without it are native)."""
+        frame = getattr(opt, "market_frame", "native")
+        if frame not in MARKET_FRAMES:
+            raise ValueError(f"unknown Market frame {frame!r}; available: {', '.join(MARKET_FRAMES)}")
+        return frame
 
     def __init__(self, opt) -> None:
         root = dataroot_path(opt, "market")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from data.base_dataset import PairDataset, dataroot_path
 from data.fashion_dataset import FashionDataset
-from data.market_dataset import MarketDataset
+from data.market_dataset import MarketDataset, add_market_frame_default
 from util.io import InputError, atomic_write_text
 
 MARKER = ".synthetic_complete.json"  # written last: its presence means the folder is complete
@@ -68,6 +68,7 @@ class SyntheticDataset(PairDataset):
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
         parser = FashionDataset.modify_commandline_options(parser, is_train)  # pose flags + --fashion_frame
+        parser = add_market_frame_default(parser)  # opt.market_frame, read under --synthetic_format market
         g = parser.add_argument_group("synthetic data")
         g.add_argument("--synthetic_format", type=str, default="market", choices=tuple(READERS),
                        help="file layout and image size of the synthetic data: market 128x64 or fashion 256x176")

@@ -1,5 +1,8 @@
 """PN-GAN's command line: our flags for the choices the spec names (docs/models/pngan.md), the official
-defaults (naiq/PN_GAN `script/GAN/config.py`, `train.py`), the refused values and the derived checks."""
+defaults (naiq/PN_GAN `script/GAN/config.py`, `train.py`), the refused values and the derived checks.
+
+`--load_size 256 128` is the official resize (`script/GAN/dataset.py`: `transforms.Resize((256, 128),
+interpolation=3)`): it sets the dataset's `opt.market_frame` to 'double' (data/geometry.py)."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +13,8 @@ from util.official_flags import Refused, add_refused_flags
 CODE = "PN-GAN"
 POSE_INPUTS = {"heatmap": 18, "skeleton_rgb": 3}  # --pose_input -> pose channels of G's input
 MIN_D_SIDE = 56  # below this the unpadded 4x4 convs of D leave no score
+# (data format, --load_size) -> the dataset frame it selects; the data's own size is accepted as a no-op
+LOAD_SIZES = {("market", (128, 64)): "native", ("market", (256, 128)): "double", ("fashion", (256, 176)): "native"}
 
 # the discriminator's flags exist only in training (test.py builds G alone)
 REFUSED = {name: Refused("the discriminator takes no part in testing; test.py builds G only", ignored=False,
@@ -32,8 +37,10 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
     g.add_argument("--pngan_blocks", type=int, default=9,
                    help="residual blocks of G (the paper's network: 9; fewer only for quick tests)")
     g.add_argument("--load_size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                   help="the official 256x128 bicubic resize is NOT supported (refused): only the data's own "
-                        "frame (e.g. 128 64 for Market) is accepted")
+                   help="network frame: unset = the data's own (Market 128x64, DeepFashion 256x176); 256 128 = "
+                        "the official resize of Market (PIL bicubic images, keypoints x2, pose maps drawn at "
+                        "256x128; outputs resized back to 128x64 with PIL bicubic before saving). Give it to "
+                        "test.py as in training")
     if is_train:
         g.add_argument("--ndf", type=int, default=64, help="discriminator width (the paper's network: 64)")
         g.add_argument("--gan_mode", type=str, default="lsgan", choices=["lsgan", "vanilla"],
@@ -68,11 +75,7 @@ def derive_options(opt) -> None:
         raise InputError("--init_gain needs --init_type normal (it is the std of the normal initialisation); "
                          "PN-GAN's default is PyTorch's initialisation")
     if opt.load_size is not None:
-        native = {"market": (128, 64), "fashion": (256, 176)}[opt.data_format]
-        if tuple(opt.load_size) != native:
-            raise InputError(f"--load_size {opt.load_size[0]} {opt.load_size[1]} is not supported: the official "
-                             "256x128 bicubic resize needs a resizing data frame (data/geometry.py has native, "
-                             f"pad256, stretch256); only the data's own frame {native[0]} {native[1]} is accepted")
+        derive_load_size(opt)
     checks = [(opt.ngf >= 1, f"--ngf must be >= 1, got {opt.ngf}"),
               (opt.pngan_blocks >= 0, f"--pngan_blocks must be >= 0, got {opt.pngan_blocks}"),
               (opt.pose_input != "heatmap" or opt.pose_encoding == "gaussian",
@@ -84,3 +87,19 @@ def derive_options(opt) -> None:
     for ok, message in checks:
         if not ok:
             raise InputError(message)
+
+
+def derive_load_size(opt) -> None:
+    """--load_size H W -> opt.market_frame; only the sizes of LOAD_SIZES, and only for modes that read it."""
+    size = tuple(opt.load_size)
+    frame = LOAD_SIZES.get((opt.data_format, size))
+    if frame is None:
+        accepted = " or ".join(f"{h} {w}" for fmt, (h, w) in LOAD_SIZES if fmt == opt.data_format)
+        raise InputError(f"--load_size {size[0]} {size[1]} is not supported on {opt.data_format} data: give "
+                         f"{accepted}, or leave it unset")
+    if frame == "native":
+        return
+    if not hasattr(opt, "market_frame"):
+        raise InputError(f"--load_size {size[0]} {size[1]} needs a dataset mode that reads Market at 256x128 "
+                         f"(--dataset_mode market or synthetic), not --dataset_mode {opt.dataset_mode}")
+    opt.market_frame = frame
