@@ -33,6 +33,7 @@ from util.image import save_image, tensor_to_uint8, uint8_to_tensor
 from util.io import InputError
 
 MARKET = (128, 64)
+CANONICAL = Path(__file__).resolve().parents[1] / "datasets" / "canonical_poses" / "market-canonical-poses.csv"
 SMALL = ["--ngf", "8", "--ndf", "8", "--pngan_blocks", "2"]
 
 
@@ -157,18 +158,28 @@ def test_discriminator_scores_26x10_at_256x128(tiny_market_root):
 
 # --- train.py and test.py -----------------------------------------------------------------------------------
 
-def test_train_and_test_at_256x128_write_128x64_results(tiny_market_root, tmp_path):
-    ck = tmp_path / "ck"
-    common = ["--model", "PNGAN", "--dataset_mode", "market", "--dataroot", str(tiny_market_root), "--name", "run",
-              "--checkpoints_dir", str(ck), "--gpu_ids", "-1", "--num_threads", "0", "--load_size", "256", "128",
-              "--pose_input", "skeleton_rgb", "--ngf", "4", "--pngan_blocks", "1"]
+def run_flags(root: Path, ck: Path) -> list[str]:
+    return ["--model", "PNGAN", "--dataset_mode", "market", "--dataroot", str(root), "--name", "run",
+            "--checkpoints_dir", str(ck), "--gpu_ids", "-1", "--num_threads", "0", "--load_size", "256", "128",
+            "--pose_input", "skeleton_rgb", "--ngf", "4", "--pngan_blocks", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained_256(tiny_market_root, tmp_path_factory) -> Path:
+    """One one-iteration epoch of a tiny PN-GAN at 256x128; its checkpoints folder."""
+    ck = tmp_path_factory.mktemp("load_size_ck")
     with contextlib.redirect_stdout(io.StringIO()):
-        assert train_script.main(common + ["--ndf", "4", "--batch_size", "2", "--max_dataset_size", "2",
-                                           "--niter", "1", "--niter_decay", "0", "--display_freq", "100000"]) == 0
-    saved = read_option_file((ck / "run" / "train_opt.txt").read_text())
+        assert train_script.main(run_flags(tiny_market_root, ck) + [
+            "--ndf", "4", "--batch_size", "2", "--max_dataset_size", "2", "--niter", "1", "--niter_decay", "0",
+            "--display_freq", "100000"]) == 0
+    return ck
+
+
+def test_options_persisted_and_test_writes_128x64_results(trained_256, tiny_market_root, tmp_path):
+    saved = read_option_file((trained_256 / "run" / "train_opt.txt").read_text())
     assert saved["load_size"] == "[256, 128]" and saved["market_frame"] == "double"
     results = tmp_path / "results"
-    flags = common + ["--batch_size", "4", "--results_dir", str(results)]
+    flags = run_flags(tiny_market_root, trained_256) + ["--batch_size", "4", "--results_dir", str(results)]
     with contextlib.redirect_stdout(io.StringIO()):
         assert test_script.main(flags) == 0
     pairs = read_pairs(tiny_market_root / "market-pairs-test.csv")
@@ -180,10 +191,23 @@ def test_train_and_test_at_256x128_write_128x64_results(tiny_market_root, tmp_pa
     assert opt.market_frame == "double"
     model = create_model(opt, RunContext(device=torch.device("cpu")))
     model.setup()
-    dataset = create_dataset(opt)
-    model.set_input(next(iter(torch.utils.data.DataLoader(dataset, batch_size=1))))
+    model.set_input(next(iter(torch.utils.data.DataLoader(create_dataset(opt), batch_size=1))))
     model.test()
+    assert model.generated_images().shape == (1, 3, 256, 128)
     small = Image.fromarray(tensor_to_uint8(model.generated_images())[0]).resize((64, 128), Image.Resampling.BICUBIC)
     save_image(np.asarray(small), tmp_path / "expected.jpg")
     first = results / f"{Path(pairs[0][0]).stem}_2_{Path(pairs[0][1]).stem}_vis.jpg"
     assert first.read_bytes() == (tmp_path / "expected.jpg").read_bytes()
+
+
+def test_canonical_mode_at_256x128_writes_128x64_results(trained_256, tiny_market_root, tmp_path):
+    """The canonical-pose mode builds its items in the same frame and saves at 128x64 too."""
+    names = tmp_path / "names.txt"
+    names.write_text(sorted(p.name for p in (tiny_market_root / "test").iterdir())[0] + "\n")
+    canon = tmp_path / "canon"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert test_script.main(run_flags(tiny_market_root, trained_256) + [
+            "--batch_size", "8", "--results_dir", str(canon), "--canonical_poses", str(CANONICAL),
+            "--image_list", str(names), "--only_generated"]) == 0
+    rendered = sorted(canon.glob("*_2_canon*_vis.jpg"))
+    assert len(rendered) == 8 and all(Image.open(p).size == (64, 128) for p in rendered)
