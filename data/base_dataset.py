@@ -389,9 +389,10 @@ class PairDataset(BaseDataset):
         """(B, 3, Hn, Wn) network images in [-1, 1] -> uint8 (B, H, W, 3) in the frame of the files, as saved.
 
         'stretch256' converts to uint8 first and then resizes with OpenCV, as the official DPTN test does (so the
-        released results are reproduced exactly); 'native' and 'pad256' map back in float, then convert.
+        released results are reproduced exactly), and 'double' converts first and then resizes with PIL bicubic
+        (PN-GAN's --load_size 256 128); 'native' and 'pad256' map back in float, then convert.
         """
         images = images.float()  # outputs of --amp runs arrive in bf16/fp16
-        if self.frame == "stretch256":
+        if self.frame in ("stretch256", "double"):
             return uint8_to_dataset_frame(tensor_to_uint8(images), self.image_size, self.frame)
         return tensor_to_uint8(self.to_dataset_frame(images))
