@@ -5,13 +5,18 @@ Golden values (tests/data/patn_official_golden.json) were produced by running th
 (tengteng95/Pose-Transfer, branch pytorch_v1.0, on CPU with torch 2.14) on the seeds and inputs built here:
 TransferModel built after torch.manual_seed(0) with the README flags, VGG19 weights `vgg_state(7)` and the
 batches `inputs()` of tests/test_dptn.py; the training steps after torch.manual_seed(7) and random.seed(7).
+Outputs of convolutions depend on the CPU kernels' summation order, so their values are recorded per
+`torch.backends.cpu.get_cpu_capability()` ("by_cpu_capability", scripts/official_bench/patn_golden.py) and
+compared exactly where this machine's set exists; elsewhere within the differences measured between CPUs.
 """
 from __future__ import annotations
 
 import ast
+import base64
 import contextlib
 import copy
 import hashlib
+import io
 import json
 import random
 import warnings
@@ -22,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from data.keypoints import gaussian_heatmaps, pixel_pose_maps
 from models.networks.image_pool import ImagePool
@@ -43,6 +49,33 @@ SHARED_SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "specs"
 GOLDEN = json.loads((DATA / "patn_official_golden.json").read_text())
 NORMS = {"market": "batch", "fashion": "instance"}
 SIZES = {"market": (128, 64, 2), "fashion": (256, 176, 1)}  # H, W, the golden batch
+CAPABILITY = torch.backends.cpu.get_cpu_capability()
+MEASURED = GOLDEN.get("by_cpu_capability", {})
+# Tolerances where no set was recorded for this CPU, as fractions of the |.| sum (losses: relative), about
+# 2.5 times the largest difference measured between the AVX2 set and the first one (another CPU): forward
+# outputs 2.0e-8, step-1 outputs 1.8e-8, weights after two Adam steps 1.7e-6, losses 2.2e-5, test output 5.2e-5.
+CROSS_CPU = {"forward": 1e-7, "step_output": 1e-7, "weights": 4e-6, "errors": 5e-5, "test_output": 1.2e-4}
+CROSS_CPU_PIXELS = (2, 0.99)  # test image vs the recorded one: max |difference| in uint8 steps, identical share
+
+
+def machine_golden(dataset: str) -> tuple[dict, bool]:
+    """(the golden entries that depend on the CPU kernels, exact?): this CPU's recorded set if there is one."""
+    if CAPABILITY in MEASURED:
+        return MEASURED[CAPABILITY][dataset], True
+    return GOLDEN[dataset], False
+
+
+def assert_sums(got: list[float], expected: list[float], exact: bool, tolerance: str, what) -> None:
+    """Equal where this CPU's set was recorded, else within CROSS_CPU[tolerance] of the |.| sum."""
+    if exact:
+        assert got == expected, what
+    else:
+        bound = CROSS_CPU[tolerance] * abs(expected[1])
+        assert all(abs(g - e) <= bound for g, e in zip(got, expected, strict=True)), (
+            f"{what}: {got} vs {expected}; no golden set for CPU capability {CAPABILITY}, so within "
+            f"{CROSS_CPU[tolerance]} of the |.| sum (kernel summation order)")
+
+
 # the model flags of the official README training commands (the data flags are those of --dataset_mode keypoint)
 README_MODEL = {
     "market": "--lambda_GAN 5 --lambda_A 10 --lambda_B 10 --no_lsgan --n_layers 3 --norm batch --batchSize 32 "
@@ -262,17 +295,18 @@ def test_seeded_model_matches_the_official_init_and_forward(tmp_path, vgg_file, 
     for key, value in gold["init_prefix"]["G"].items():
         assert sums([model.netG.state_dict()[key]]) == value, key
     height, width, batch = SIZES[dataset]
+    gold, exact = machine_golden(dataset)
     initial = copy.deepcopy(model.netG.state_dict())
     model.set_input(inputs(batch, height, width))
     torch.manual_seed(5)
     with torch.no_grad():
         model.forward()  # training mode: dropout active, BatchNorm statistics updated
-    assert sums([model.fake_image]) == gold["train_forward"]["fake_p2"]
+    assert_sums(sums([model.fake_image]), gold["train_forward"]["fake_p2"], exact, "forward", "train forward")
     model.netG.load_state_dict(initial)
     model.netG.eval()
     with torch.no_grad():
         model.forward()
-    assert sums([model.fake_image]) == gold["eval_forward"]["output"]
+    assert_sums(sums([model.fake_image]), gold["eval_forward"]["output"], exact, "forward", "eval forward")
 
 
 @pytest.mark.slow
@@ -283,23 +317,44 @@ def test_two_training_steps_match_the_official_ones(tmp_path, vgg_file, dataset,
     model.set_input(inputs(batch, height, width))
     torch.manual_seed(7)
     random.seed(7)
+    machine, same_cpu = machine_golden(dataset)
     for step in ("step1", "step2"):
         model.optimize_parameters()
-        gold = GOLDEN[dataset][step]
+        gold = machine[step]
         losses = model.get_current_losses()
         assert list(losses) == ["pair_L1loss", "D_PP", "D_PB", "pair_GANloss", "origin_L1", "perceptual"]
         exact = official_ops or dataset == "fashion"  # Market's default BCE on logits differs in the last bits
-        for name, value in gold["errors"].items():
-            assert losses[name] == (value if exact else pytest.approx(value, rel=2e-6, abs=1e-6)), (step, name)
+        if not same_cpu:  # no set for this CPU: within the differences measured between CPUs (CROSS_CPU)
+            for name, value in gold["errors"].items():
+                assert losses[name] == pytest.approx(value, rel=CROSS_CPU["errors"]), (step, name, CAPABILITY)
+        else:
+            for name, value in gold["errors"].items():
+                assert losses[name] == (value if exact else pytest.approx(value, rel=2e-6, abs=1e-6)), (step, name)
         for name in ("G", "D_PB", "D_PP"):
             expected = gold["net_sums"][name]["state_dict"]
             got = state_sums(getattr(model, "net" + name))
-            assert got == (expected if exact else pytest.approx(expected, rel=2e-5)), (step, name)
+            if same_cpu:
+                assert got == (expected if exact else pytest.approx(expected, rel=2e-5)), (step, name)
+            else:
+                assert_sums(got, expected, False, "weights", (step, name))
         if step == "step1":
-            assert sums([model.fake_image]) == (gold["fake_p2"] if exact else pytest.approx(gold["fake_p2"]))
+            got = sums([model.fake_image])
+            if same_cpu:
+                assert got == (gold["fake_p2"] if exact else pytest.approx(gold["fake_p2"]))
+            else:
+                assert_sums(got, gold["fake_p2"], False, "step_output", (step, "fake_p2"))
     pools = model.extra_state()["pools"]
     assert {k: len(v["images"]) for k, v in pools.items()} == ({"D_PB": 4, "D_PP": 4} if dataset == "market"
                                                                else {"D_PB": 0, "D_PP": 0})
+
+
+def png_image(gold: dict) -> np.ndarray:
+    """The recorded official test image (uint8 H, W, 3), stored losslessly with its set."""
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(gold["img_png_base64"]))))
+
+
+def sha256_of_png(gold: dict) -> str:
+    return hashlib.sha256(np.ascontiguousarray(png_image(gold)).tobytes()).hexdigest()
 
 
 @pytest.mark.parametrize("dataset", ["market", "fashion"])
@@ -316,12 +371,21 @@ def test_test_images_are_the_official_ones_to_the_byte(tmp_path, dataset):
     x = inputs(1, height, width, seed=2)
     with torch.no_grad():
         fake = net(x["source_image"], torch.cat((x["source_pose"], x["target_pose"]), 1))
-    gold = GOLDEN[dataset]["test_path"]
-    assert sums([fake]) == gold["fake"]
+    machine, exact = machine_golden(dataset)
+    gold = machine["test_path"]
+    assert_sums(sums([fake]), gold["fake"], exact, "test_output", "test output")
     image = tensor_to_uint8(fake)[0]  # test.py's conversion
-    assert hashlib.sha256(image.tobytes()).hexdigest() == gold["img_sha256"]
     save_image(image, tmp_path / "out.jpg")
-    assert hashlib.sha256((tmp_path / "out.jpg").read_bytes()).hexdigest() == gold["jpg_sha256"]
+    if exact:
+        assert hashlib.sha256(image.tobytes()).hexdigest() == gold["img_sha256"] == sha256_of_png(gold)
+        assert hashlib.sha256((tmp_path / "out.jpg").read_bytes()).hexdigest() == gold["jpg_sha256"]
+    else:  # no set for this CPU: pixels against a recorded image (its JPEG bytes cannot be expected equal)
+        reference = png_image(next(iter(MEASURED.values()))[dataset]["test_path"])
+        difference = np.abs(image.astype(np.int16) - reference.astype(np.int16))
+        most, share = CROSS_CPU_PIXELS
+        assert difference.max() <= most and (difference == 0).mean() >= share, (
+            f"max {difference.max()}, identical {(difference == 0).mean():.4f}: no golden set for CPU capability "
+            f"{CAPABILITY}, so at most {most} uint8 steps apart and {share:.0%} identical (kernel summation order)")
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
