@@ -52,10 +52,14 @@ SIZES = {"market": (128, 64, 2), "fashion": (256, 176, 1)}  # H, W, the golden b
 CAPABILITY = torch.backends.cpu.get_cpu_capability()
 MEASURED = GOLDEN.get("by_cpu_capability", {})
 # Tolerances where no set was recorded for this CPU, as fractions of the |.| sum (losses: relative), about
-# 2.5 times the largest difference measured between the AVX2 set and the first one (another CPU): forward
-# outputs 2.0e-8, step-1 outputs 1.8e-8, weights after two Adam steps 1.7e-6, losses 2.2e-5, test output 5.2e-5.
-CROSS_CPU = {"forward": 1e-7, "step_output": 1e-7, "weights": 4e-6, "errors": 5e-5, "test_output": 1.2e-4}
-CROSS_CPU_PIXELS = (2, 0.99)  # test image vs the recorded one: max |difference| in uint8 steps, identical share
+# twice the largest difference measured among three kernel sets (the first set's CPU, AVX2, and AVX2 with
+# ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41): forward outputs 6.9e-7, step-1 outputs 7.3e-7,
+# weights after two Adam steps 1.7e-6, losses 2.3e-5, the test image's output 2.7e-4 (its large random
+# weights make Market's activations explode: a few of its values even flip from -1 to 1).
+CROSS_CPU = {"forward": 1.5e-6, "step_output": 1.5e-6, "weights": 4e-6, "errors": 5e-5, "test_output": 6e-4}
+# test image vs the recorded one: shares of uint8 values identical (measured >= 99.93%) and more than 2 apart
+# (measured <= 0.057%)
+CROSS_CPU_PIXELS = (0.995, 0.0025)
 
 
 def machine_golden(dataset: str) -> tuple[dict, bool]:
@@ -382,10 +386,11 @@ def test_test_images_are_the_official_ones_to_the_byte(tmp_path, dataset):
     else:  # no set for this CPU: pixels against a recorded image (its JPEG bytes cannot be expected equal)
         reference = png_image(next(iter(MEASURED.values()))[dataset]["test_path"])
         difference = np.abs(image.astype(np.int16) - reference.astype(np.int16))
-        most, share = CROSS_CPU_PIXELS
-        assert difference.max() <= most and (difference == 0).mean() >= share, (
-            f"max {difference.max()}, identical {(difference == 0).mean():.4f}: no golden set for CPU capability "
-            f"{CAPABILITY}, so at most {most} uint8 steps apart and {share:.0%} identical (kernel summation order)")
+        identical, beyond_two = (difference == 0).mean(), (difference > 2).mean()
+        assert identical >= CROSS_CPU_PIXELS[0] and beyond_two <= CROSS_CPU_PIXELS[1], (
+            f"{identical:.4%} identical, {beyond_two:.4%} more than 2 apart: no golden set for CPU capability "
+            f"{CAPABILITY}, so >= {CROSS_CPU_PIXELS[0]:.1%} identical and <= {CROSS_CPU_PIXELS[1]:.2%} more than 2 "
+            "uint8 steps apart (kernel summation order)")
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")

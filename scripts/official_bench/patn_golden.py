@@ -1,8 +1,8 @@
 """Golden values for tests/test_patn.py from the official PATN (tengteng95/Pose-Transfer, branch pytorch_v1.0).
 
-Float sums of convolution outputs depend on the CPU kernels (AVX2 and AVX-512 sum in other orders), so the
-machine-dependent entries are recorded once per `torch.backends.cpu.get_cpu_capability()`. This runs the
-official TransferModel on CPU with two threads, with exactly the seeds, inputs and call order of the tests:
+Float sums of convolution outputs depend on the CPU kernels (other vector instruction sets sum in other
+orders), so the machine-dependent entries are recorded per `torch.backends.cpu.get_cpu_capability()`. This
+runs the official TransferModel on CPU with two threads, with the seeds, inputs and call order of the tests:
 
     python -m scripts.official_bench.patn_golden --official_root /tmp/patn_official \
         [--write tests/data/patn_official_golden.json]
