@@ -7,7 +7,7 @@
     --annotations DIR: market-annotation-{train,test}.csv, market-pairs-{train,test}.csv -> <out>/
 
     python -m datasets.prepare_market --raw ~/Downloads/Market-1501 --out data/market \
-        --annotations ../shared/data/annotations
+        --annotations ~/Downloads/pose-annotations
 """
 from __future__ import annotations
 
