@@ -1,5 +1,6 @@
-"""PN-GAN's command line: our flags for the official code's choices and their alternatives (docs/models/pngan.md), the official
-defaults (naiq/PN_GAN `script/GAN/config.py`, `train.py`), the refused values and the derived checks.
+"""PN-GAN's command line: our flags for the official code's choices and their alternatives
+(docs/models/pngan.md), the official defaults (naiq/PN_GAN `script/GAN/config.py`, `train.py`), the refused
+values and the derived checks.
 
 `--load_size 256 128` is the official resize (`script/GAN/dataset.py`: `transforms.Resize((256, 128),
 interpolation=3)`): it sets the dataset's `opt.market_frame` to 'double' (data/geometry.py)."""
