@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
 from data.annotations import MISSING, NUM_KEYPOINTS, read_annotations
 from data.base_dataset import BaseDataset, PairDataset, read_image_header
-from data.fashion_dataset import FashionDataset
-from data.market_dataset import MarketDataset
+from data.synthetic_dataset import READERS  # opt.data_format -> the reader (geometry and file names)
 from util.io import InputError
 
-READERS = {"market": MarketDataset, "fashion": FashionDataset}  # opt.data_format -> geometry and file names
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
