@@ -94,7 +94,8 @@ class ResultWriter:
         stretch256: uint8 first, then OpenCV's bilinear resize, as the official test)."""
         return self.dataset.output_to_uint8(images)
 
-    def write(self, batch: dict, generated: torch.Tensor) -> None:
+    def write(self, batch: dict, model) -> None:
+        generated = model.generated_images()
         names = self.names(batch)
         fakes = self.to_dataset_frame(generated)
         for name, image in zip(names, fakes):
@@ -110,9 +111,11 @@ class ResultWriter:
                 self.html.add_images([link], [name], [link], width=panel.shape[1] * 2)
         self.count += len(batch["source_name"])
 
-    def close(self) -> None:
+    def close(self) -> str:
         if self.html is not None:
             self.html.save()
+        where = f" and {self.html.web_dir / 'index.html'}" if self.html is not None else ""
+        return f"wrote {self.count} generated images to {self.opt.results_dir}{where}"
 
 
 class CanonicalWriter(ResultWriter):
@@ -158,7 +161,8 @@ class PanelWriter:
         tiles = np.stack([skeleton_tile(m.float().cpu().numpy()) for m in maps])
         return uint8_to_dataset_frame(tiles, self.dataset.image_size, self.dataset.frame)
 
-    def write(self, batch: dict, generated: torch.Tensor) -> None:
+    def write(self, batch: dict, model) -> None:
+        generated = model.generated_images()
         to_uint8 = self.dataset.output_to_uint8
         tiles = [to_uint8(batch["source_image"]), self.skeletons(batch["source_pose"]),
                  to_uint8(batch["target_image"]), self.skeletons(batch["target_pose"]), to_uint8(generated)]
@@ -169,8 +173,9 @@ class PanelWriter:
             self.html.add_images([f"images/{name}"], ["vis"], [f"images/{name}"], width=self.opt.display_winsize)
         self.count += len(batch["source_name"])
 
-    def close(self) -> None:
+    def close(self) -> str:
         self.html.save()
+        return f"wrote {self.count} panels to {self.html.get_image_dir()} and {self.html.web_dir / 'index.html'}"
 
 
 @report_input_errors
@@ -186,10 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     loader = create_dataloader(opt, ctx, dataset)
     model = create_model(opt, ctx)
     model.setup()
-    claim_results_dir(opt)
+    writer = model.test_writer(dataset)  # a model's own output mode (PG2: --export_gfv), or None
+    if writer is None:
+        claim_results_dir(opt)
+        writers = {"patn5": PanelWriter, "single": CanonicalWriter if opt.canonical_poses else ResultWriter}
+        writer = writers[opt.result_layout](opt, dataset)
     options.save(opt)
-    writers = {"patn5": PanelWriter, "single": CanonicalWriter if opt.canonical_poses else ResultWriter}
-    writer = writers[opt.result_layout](opt, dataset)
     total = int(min(opt.how_many, len(dataset)))
     with tqdm(total=total, unit="img", dynamic_ncols=True) as bar:
         for batch in loader:
@@ -198,13 +205,11 @@ def main(argv: list[str] | None = None) -> int:
                 batch = {k: v[:keep] for k, v in batch.items()}
             model.set_input(batch)
             model.test()
-            writer.write(batch, model.generated_images())
+            writer.write(batch, model)
             bar.update(keep)
             if writer.count >= total:
                 break
-    writer.close()
-    where = f" and {writer.html.web_dir / 'index.html'}" if writer.html is not None else ""
-    print(f"wrote {writer.count} generated images to {opt.results_dir}{where}")
+    print(writer.close())
     return 0
 
 

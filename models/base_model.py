@@ -234,6 +234,12 @@ class BaseModel:
         """The final generated images (B,3,H,W) in [-1,1], in the network frame."""
         raise NotImplementedError
 
+    def test_writer(self, dataset):
+        """None, or the object test.py hands every tested batch to instead of its image writer: a model's own
+        output mode (PG2's --export_gfv). It has `count` (items written), `write(batch, model)` and `close()`,
+        which returns the line test.py prints, and it guards its own output folder."""
+        return None
+
     # --- setup, modes, schedules -----------------------------------------------------------------------
 
     def networks(self) -> "OrderedDict[str, nn.Module]":

@@ -28,6 +28,7 @@ from models.networks import pg2_losses
 from models.networks.pg2_discriminator import PG2Discriminator
 from models.networks.pg2_generator_stage1 import PG2GeneratorStage1
 from models.networks.pg2_generator_stage2 import PG2GeneratorStage2
+from models.pg2_gfv import PG2GFVMixin, add_gfv_options
 from util.checkpoint import load_weights, save_weights
 from util.distributed import print0
 from util.io import InputError
@@ -75,7 +76,7 @@ def pg2_geometry(data_format: str, fashion_frame: str | None = "pad256") -> PG2G
     return GEOMETRIES[key]
 
 
-class PG2Model(BaseModel):
+class PG2Model(PG2GFVMixin, BaseModel):
     """PG2's G1 (stage 1) or frozen G1 + G2 + D (stage 2); see the module docstring."""
 
     @staticmethod
@@ -120,6 +121,8 @@ class PG2Model(BaseModel):
         # the paper's initialisation is built into the networks: --init_type / --init_gain must stay unset
         parser.set_defaults(mask_recipe="pg2", fashion_frame="pad256", flip_prob=0.5 if is_train else 0.0,
                             init_type=None, init_gain=None)
+        if not is_train:
+            add_gfv_options(parser)
         return parser
 
     @staticmethod

@@ -95,15 +95,23 @@ class PG2GeneratorStage1(nn.Module):
         self.end_conv = conv2d(x_channels, 3, 3)  # 2n -> 3, linear output
         xavier_uniform_init(self)
 
-    def forward(self, image: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-        """image (B, 3, H, W) in [-1,1], pose (B, 18, H, W) -> Ĝ1 (B, 3, H, W), not clamped."""
+    def encode(self, image: torch.Tensor, pose: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """image (B, 3, H, W) in [-1,1], pose (B, 18, H, W) -> (z (B, z_dim), the encoder skips s_1..s_N)."""
         x = self.start_conv(torch.cat([image, pose], dim=1))  # (B, n, H, W)
         skips = []
         for block in self.encoder:
             skip, x = block(x)
             skips.append(skip)
-        z = self.down_fc(x.flatten(1))  # (B, 64), flattened in (C, H, W) order
-        x = self.up_fc(z).view(x.shape[0], *self.bottleneck_shape)  # (B, n, h, w)
+        return self.down_fc(x.flatten(1)), skips  # z flattened in (C, H, W) order
+
+    def decode(self, z: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """z (B, z_dim) and the skips of `encode` -> Ĝ1 (B, 3, H, W), not clamped."""
+        x = self.up_fc(z).view(z.shape[0], *self.bottleneck_shape)  # (B, n, h, w)
         for block, skip in zip(self.decoder, reversed(skips)):
             x = block(x, skip)
         return self.end_conv(x)  # (B, 3, H, W)
+
+    def forward(self, image: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """image (B, 3, H, W) in [-1,1], pose (B, 18, H, W) -> Ĝ1 (B, 3, H, W), not clamped."""
+        z, skips = self.encode(image, pose)
+        return self.decode(z, skips)

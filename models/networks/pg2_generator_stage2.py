@@ -88,15 +88,36 @@ class PG2GeneratorStage2(nn.Module):
         self.end_conv = conv2d(n, 3, 3)  # linear output
         xavier_uniform_init(self)
 
-    def forward(self, image: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        """image I_A (B, 3, H, W), coarse Ĝ1 (B, 3, H, W) -> difference map (B, 3, H, W)."""
+    def encode(self, image: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """image I_A, coarse Ĝ1 (B, 3, H, W) -> (e_R, [e_1..e_R]): e_R (B, n*R, H/2^(R-1), W/2^(R-1)) is the
+        deepest encoder output, the "global feature vector" (GFV) of the RL-GAN-Net fork of PG2."""
         x = self.start_conv(torch.cat([image, coarse], dim=1))  # (B, n, H, W)
         features = []
         for block in self.encoder:
             e, x = block(x)
             features.append(e)
-        x = features[-1]  # e_R (B, n*R, H/2^(R-1), W/2^(R-1))
+        return features[-1], features
+
+    def decode(self, gfv: torch.Tensor, features: list[torch.Tensor], skip_mode: str = "keep") -> torch.Tensor:
+        """The difference map from a GFV and the encoder outputs of `encode`.
+
+        skip_mode "keep": the GFV replaces only Dec1's input, the skips stay the encoder's (the RL-GAN-Net fork);
+        "replace": the GFV also replaces e_R where the decoder concatenates it as a skip.
+        """
+        if skip_mode not in ("keep", "replace"):
+            raise ValueError(f"skip_mode must be keep or replace, got {skip_mode!r}")
+        if gfv.shape != features[-1].shape:
+            raise InputError(f"GFV shape {tuple(gfv.shape[1:])} does not match this G2's encoder output "
+                             f"{tuple(features[-1].shape[1:])}")
+        if skip_mode == "replace":
+            features = features[:-1] + [gfv]
+        x = gfv
         for j, block in enumerate(self.decoder, start=1):
             level = self.depth + 1 - j
             x = block(x, features[level - 1] if level in self.skips else None)
         return self.end_conv(x)
+
+    def forward(self, image: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """image I_A (B, 3, H, W), coarse Ĝ1 (B, 3, H, W) -> difference map (B, 3, H, W)."""
+        gfv, features = self.encode(image, coarse)
+        return self.decode(gfv, features)
