@@ -87,8 +87,9 @@ class BaseOptions:
 
         g = parser.add_argument_group("networks")
         g.add_argument("--init_type", type=str, default="normal",
-                       choices=["normal", "xavier", "kaiming", "orthogonal"],
-                       help="weight initialisation (models may set their paper's default)")
+                       choices=["normal", "xavier", "kaiming", "orthogonal", "torch"],
+                       help="weight initialisation (models may set their paper's default); torch: PyTorch's own "
+                            "default init, left as it is")
         g.add_argument("--init_gain", type=float, default=0.02,
                        help="scale for normal, xavier and orthogonal initialisation")
 

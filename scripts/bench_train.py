@@ -4,6 +4,7 @@
     python -m scripts.bench_train --model DPTN --dataset_mode fashion            # batch 2, 256x256
     python -m scripts.bench_train --model PATN --dataset_mode market --official_root ../Pose-Transfer  # pytorch_v1.0
     python -m scripts.bench_train --model PG2 --dataset_mode market --amp bf16 --channels_last   # speed options
+    python -m scripts.bench_train --model PG2 --dataset_mode market --extra '--stage 2' --variant=--mobilenet
 
 A training iteration is `set_input` + `optimize_parameters` (forward and backward of every network and loss, the
 optimizer steps); an inference iteration is `set_input` + `test` (test.py's path, batch --test_batch_size). Each
@@ -12,13 +13,19 @@ whose speed drifts (shared CPUs) slows them alike. Reported: the median seconds 
 iterations, its min-max spread, images/s = batch / median, the median of the per-turn speed ratios to the first
 variant, each process's peak memory (CPU: peak RSS of the whole process; CUDA: max_memory_allocated), and the
 floating-point work of one iteration with the rate it achieves, beside the device's float32 matmul rate: a step
-made of convolutions cannot run faster than its FLOPs at that rate.
+made of convolutions cannot run faster than its FLOPs at that rate (the backward of grouped convolutions is
+counted right, which torch's own formula is not: scripts/macs.py). Per network (from the training processes, or
+the inference ones with --skip_training): its parameters (`model.parameter_counts()`, and how many have
+requires_grad) and the forward GMACs per image of the networks that `model.forward()` runs (the generators):
+FLOPs / 2 of one forward of the batch, over the batch (a conv costs output elements x Ci/groups x k x k, a linear
+layer in x out; bias adds and upsampling are free).
 
 Any registered model is benchmarked with the flags of its official README command for the dataset
 (`BaseModel.benchmark_argv`). Variants: ours (default), ours with each of the model's `benchmark_variants` (DPTN,
-PATN: --official_ops), and with --official_root the official code itself, built by the model's adapter in
-scripts/official_bench/<model>.py on the same random batches, with the README flags. Loss networks always use
-random weights here (speed does not depend on them).
+PATN: --official_ops; training only), ours with each --variant (training and inference; PG2: --mobilenet), and
+with --official_root the official code itself, built by the model's adapter in scripts/official_bench/<model>.py
+on the same random batches, with the README flags. Loss networks always use random weights here (speed does
+not depend on them).
 """
 from __future__ import annotations
 
@@ -69,7 +76,8 @@ def network_frame(opt) -> tuple[int, int]:
 
 def build_ours(spec: dict):
     """Our model from the registry, as train.py / test.py build it (no weights loaded), with the flags of its
-    official README command for the dataset and random loss-network weights (`benchmark_argv`)."""
+    official README command for the dataset and random loss-network weights (`benchmark_argv`); returns the
+    iteration, the device and a function giving the figures of each network (`network_figures`)."""
     from models import allow_compile_fallback, create_model, find_model_class
     from options.test_options import TestOptions
     from options.train_options import TrainOptions
@@ -108,7 +116,28 @@ def build_ours(spec: dict):
             model.optimize_parameters()
         else:
             model.test()
-    return step, device
+    return step, device, lambda: network_figures(model, batch)
+
+
+def network_figures(model, batch: dict) -> dict[str, list]:
+    """name -> [parameters, trainable parameters, forward MACs per image or None] of each network; the MACs are
+    those of one `model.forward()` on `batch` (no grad), so only the networks it runs (the generators) get one."""
+    from scripts.macs import network_macs
+    from util.checkpoint import unwrap
+
+    networks = {name: unwrap(net) for name, net in model.networks().items()}
+    try:
+        with network_macs(networks) as macs:
+            model.set_input(batch)
+            with torch.no_grad():
+                model.forward()
+    except Exception:  # noqa: BLE001 - e.g. a compiled graph the counter cannot follow: report no figure
+        macs = {}
+    size = len(batch["source_name"])
+    trainable = {name: sum(p.numel() for p in net.parameters() if p.requires_grad)
+                 for name, net in networks.items()}
+    return {name: [count, trainable[name], macs[name] / size if name in macs else None]
+            for name, count in model.parameter_counts().items()}
 
 
 def peak_memory_mib(device: torch.device) -> float:
@@ -118,10 +147,11 @@ def peak_memory_mib(device: torch.device) -> float:
 
 
 def counted_flops(step) -> float | None:
-    """Floating-point operations of one iteration (torch's FlopCounterMode: convolutions, matmuls, attention)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    """Floating-point operations of one iteration (torch's FlopCounterMode: convolutions, matmuls, attention;
+    with the backward of grouped convolutions counted right, scripts/macs.py)."""
+    from scripts.macs import flop_counter
 
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     try:
         with counter:
             step()
@@ -150,14 +180,15 @@ def matmul_rate(device: torch.device, threads: int) -> float:
 
 def child(spec: dict) -> int:
     """Build the variant, then answer 'step' (seconds of one iteration), 'mem' (peak MiB), 'flops' (of one more
-    iteration) and 'quit' on stdio."""
+    iteration), 'nets' (`network_figures`; null for the official code) and 'quit' on stdio."""
     torch.set_num_threads(spec["threads"])
     if spec["variant"] == "official":
         os.chdir(spec["official_root"])
         adapter = importlib.import_module(f"scripts.official_bench.{spec['model'].lower()}")
         step, device = adapter.build(spec, random_batch)
+        figures = None
     else:
-        step, device = build_ours(spec)
+        step, device, figures = build_ours(spec)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     for line in sys.stdin:
@@ -174,6 +205,8 @@ def child(spec: dict) -> int:
             reply = peak_memory_mib(device)
         elif command == "flops":
             reply = counted_flops(step)
+        elif command == "nets":
+            reply = figures() if figures is not None else None
         else:
             break
         sys.stdout.write(json.dumps(reply) + "\n")
@@ -222,15 +255,16 @@ def measure(labels_specs: list[tuple[str, dict]], warmup: int, iters: int) -> li
                     v.times.append(seconds)
         memory = [v.ask("mem") for v in variants]
         flops = [v.ask("flops") for v in variants]
+        networks = [v.ask("nets") for v in variants]
     finally:
         for v in variants:
             v.close()
     base = variants[0].times
     rows = []
-    for v, mem, count in zip(variants, memory, flops):
+    for v, mem, count, nets in zip(variants, memory, flops, networks):
         rows.append({"label": v.label, "median": statistics.median(v.times), "min": min(v.times),
                      "max": max(v.times), "ratio": statistics.median(b / t for b, t in zip(base, v.times)),
-                     "memory": mem, "times": v.times, "flops": count})
+                     "memory": mem, "times": v.times, "flops": count, "networks": nets})
     return rows
 
 
@@ -246,6 +280,21 @@ def print_rows(title: str, rows: list[dict], batch: int) -> None:
                 else f"{'-':>9} {'-':>8}")
         print(f"{r['label']:<28} {batch:>5} {r['median']:>11.3f} {spread:>15} {batch / r['median']:>9.2f} "
               f"{r['ratio']:>11.2f}x {r['memory']:>9.0f} {work}", flush=True)
+
+
+def print_networks(rows: list[dict]) -> None:
+    """Parameters and forward GMACs per image of each network of each variant (indented: the timing rows stay
+    the only lines that start with a variant's name)."""
+    print("\nnetworks: parameters (model.parameter_counts()), those with requires_grad (a frozen network has 0), "
+          "forward GMACs per image = FlopCounterMode FLOPs / 2 of one model.forward() over the batch ('-': not "
+          "run by forward())")
+    header = f"  {'variant':<28} {'network':<8} {'parameters':>12} {'trainable':>12} {'GMACs/image':>12}"
+    print(header)
+    print("  " + "-" * (len(header) - 2))
+    for r in rows:
+        for name, (count, trainable, macs) in (r["networks"] or {}).items():
+            gmacs = f"{macs / 1e9:>12.3f}" if macs is not None else f"{'-':>12}"
+            print(f"  {r['label']:<28} {name:<8} {count:>12,} {trainable:>12,} {gmacs}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_official_ops", action="store_true",
                         help="skip the model's own variants (e.g. --official_ops)")
     parser.add_argument("--skip_inference", action="store_true", help="time training only")
+    parser.add_argument("--skip_training", action="store_true",
+                        help="time inference only (the networks table then comes from the inference processes)")
     parser.add_argument("--vgg_random_init", action="store_true",
                         help="accepted for symmetry with train.py; the benchmark always uses random VGG weights")
     parser.add_argument("--extra", type=str, default="", help="more model flags for our variants, e.g. '--stage 2'")
@@ -282,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.model.lower() not in model_names():
         parser.error(f"unknown --model {args.model}; available: {', '.join(model_names())}")
     model_class = find_model_class(args.model)
+    if args.skip_training and args.skip_inference:
+        parser.error("--skip_training and --skip_inference together leave nothing to time")
     if args.official_root and not (REPO / "scripts" / "official_bench" / f"{args.model.lower()}.py").is_file():
         parser.error(f"--official_root: no adapter for {args.model} in scripts/official_bench/")
     batch = args.batch_size or DEFAULT_BATCH[args.dataset_mode]
@@ -310,11 +363,16 @@ def main(argv: list[str] | None = None) -> int:
                                      "official_root": str(Path(args.official_root).resolve())}))
         return out
 
-    rows = measure(variants("train", batch), args.warmup, args.iters)
-    print_rows("training iteration (forward + backward of all networks and losses, optimizer steps)", rows, batch)
+    if not args.skip_training:
+        rows = measure(variants("train", batch), args.warmup, args.iters)
+        print_rows("training iteration (forward + backward of all networks and losses, optimizer steps)", rows,
+                   batch)
+        print_networks(rows)
     if not args.skip_inference:
         rows = measure(variants("test", args.test_batch_size), args.warmup, args.iters)
         print_rows("inference (test.py path)", rows, args.test_batch_size)
+        if args.skip_training:
+            print_networks(rows)
     return 0
 
 

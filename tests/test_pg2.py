@@ -22,7 +22,8 @@ from models.networks.pg2_losses import PG2_D_WEIGHTS, pg2_discriminator_loss, po
 from models.networks.pg2_discriminator import PG2Discriminator
 from models.networks.pg2_generator_stage1 import PG2GeneratorStage1
 from models.networks.pg2_generator_stage2 import PG2GeneratorStage2
-from models.pg2_model import GEOMETRIES, PG2Model, pg2_geometry
+from models.pg2_model import PG2Model
+from models.pg2_options import GEOMETRIES, pg2_geometry
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from scripts.bench_train import random_batch

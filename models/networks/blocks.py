@@ -6,6 +6,10 @@ charliememory/Pose-Guided-Person-Image-Generation `models.py`, which builds them
 ReLU, `Up` is nearest x2 upsampling (optionally with a 1x1 conv + ReLU). Submodule names (`main`, Sequential
 indices) are those of budui/Human-Pose-Transfer `implementations/PG2/model.py`, so that state dicts match
 HPT's layout (docs/models/pg2.md; tests/test_pg2.py::test_state_dict_names_and_shapes_market).
+
+Mobile PG2 (kevinleewy/Human-Pose-Transfer `implementations/PG2/mobile/model.py`) swaps every conv of G1 and G2
+for `DSConv`, a depthwise-separable conv. The generators take a conv factory, `PlainConvs` or `SeparableConvs`
+(`conv_factory("standard" | "mobile")`), so that one file builds both variants with each one's state_dict keys.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import itertools
 from typing import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -35,11 +40,14 @@ def conv_relu_pair(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 class ResBlock(nn.Module):
-    """Res(C): x -> x + [conv3x3, ReLU, conv3x3, ReLU](x); no projection, nothing after the sum."""
+    """Res(C): x -> x + [conv3x3, ReLU, conv3x3, ReLU](x); no projection, nothing after the sum.
 
-    def __init__(self, channels: int) -> None:
+    With `convs=SeparableConvs` the two convs are DSConvs with ReLU (four ReLUs, the last still before the sum).
+    """
+
+    def __init__(self, channels: int, convs: "ConvFactory | None" = None) -> None:
         super().__init__()
-        self.main = conv_relu_pair(channels, channels)
+        self.main = (convs or PlainConvs).pair(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
         return x + self.main(x)
@@ -68,6 +76,97 @@ class Up(nn.Sequential):
             layers += [conv2d(in_channels, out_channels, 1), nn.ReLU(inplace=True)]
         layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
         super().__init__(*layers)
+
+
+class DSConv(nn.Module):
+    """Depthwise-separable conv (KLW's `DepthwiseSeparableConv`): a depthwise k x k conv (groups = Ci, stride s,
+    padding k//2, bias), [ReLU], a pointwise 1x1 conv Ci -> Co (bias), [ReLU]. Without `relu` there is no
+    activation at all, not even between the two convs, and the pointwise conv sits at index 1 (`main.1`).
+    Params: Ci*k*k + Ci + Ci*Co + Co. No normalisation, as in PG2.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 relu: bool = True) -> None:
+        super().__init__()
+        depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, stride=stride, padding=kernel_size // 2,
+                              groups=in_channels)
+        pointwise = nn.Conv2d(in_channels, out_channels, 1)
+        layers = [depthwise, nn.ReLU(inplace=True), pointwise, nn.ReLU(inplace=True)] if relu else \
+            [depthwise, pointwise]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Ci, H, W) -> (B, Co, H/s, W/s)
+        return self.main(x)
+
+
+class DSUp(DSConv):
+    """Mobile G1's Up: nearest x2 upsampling, then DSConv(k1, ReLU) (KLW). A depthwise 1x1 conv is a per-channel
+    scale and bias, so every layer acts on each pixel alone and commutes exactly with nearest upsampling: as in
+    `Up`, the convs run first, on 4x fewer pixels. (B, Ci, H, W) -> (B, Co, 2H, 2W)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(super().forward(x), scale_factor=2, mode="nearest")
+
+
+class PlainConvs:
+    """PG2's convolutions (TF, HPT): Conv2d with bias, [ReLU]; HPT's module layout."""
+
+    arch = "standard"
+
+    @staticmethod
+    def conv(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+             relu: bool = True) -> nn.Module:
+        """With ReLU: Sequential(conv, ReLU) (keys `.0.`); without: the bare conv (keys `.weight`)."""
+        conv = conv2d(in_channels, out_channels, kernel_size, stride)
+        return nn.Sequential(conv, nn.ReLU(inplace=True)) if relu else conv
+
+    @staticmethod
+    def pair(in_channels: int, out_channels: int) -> nn.Sequential:
+        """[conv3x3 + ReLU] twice; convs at indices 0 and 2."""
+        return conv_relu_pair(in_channels, out_channels)
+
+    @staticmethod
+    def up(in_channels: int, out_channels: int) -> nn.Module:
+        """G1's Up: conv1x1 + ReLU and nearest x2."""
+        return Up(in_channels, out_channels)
+
+
+class SeparableConvs:
+    """Mobile PG2's convolutions: every conv a DSConv with the same k and stride (KLW's module layout)."""
+
+    arch = "mobile"
+
+    @staticmethod
+    def conv(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+             relu: bool = True) -> nn.Module:
+        """DSConv (keys `.main.{0,2}.` with ReLU, `.main.{0,1}.` without)."""
+        return DSConv(in_channels, out_channels, kernel_size, stride, relu)
+
+    @staticmethod
+    def pair(in_channels: int, out_channels: int) -> nn.Sequential:
+        """[DSConv3x3 + ReLU] twice; at indices 0 and 1."""
+        return nn.Sequential(DSConv(in_channels, out_channels), DSConv(out_channels, out_channels))
+
+    @staticmethod
+    def up(in_channels: int, out_channels: int) -> nn.Module:
+        """G1's Up: DSConv(k1) + ReLU and nearest x2."""
+        return DSUp(in_channels, out_channels)
+
+
+ConvFactory = type[PlainConvs] | type[SeparableConvs]
+CONV_FACTORIES: dict[str, ConvFactory] = {"standard": PlainConvs, "mobile": SeparableConvs}
+
+
+def conv_factory(arch: "str | ConvFactory") -> ConvFactory:
+    """The conv factory of a generator architecture name ('standard' | 'mobile'); a factory passes through."""
+    if not isinstance(arch, str):
+        return arch
+    if arch not in CONV_FACTORIES:
+        raise ValueError(f"unknown generator architecture {arch!r}; available: {', '.join(CONV_FACTORIES)}")
+    return CONV_FACTORIES[arch]
 
 
 def probe_output_shape(layers: Iterable[nn.Module], input_shape: tuple[int, ...]) -> torch.Size:

@@ -9,7 +9,8 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02, 
                  norm_std: float | None = None) -> nn.Module:
     """Initialise every Conv*/Linear weight of `net` (biases to 0) and BatchNorm weights ~ N(1, norm_std).
 
-    init_type: normal | xavier | kaiming | orthogonal; `gain` is the std (normal) or gain (xavier,
+    init_type: normal | xavier | kaiming | orthogonal | torch (PyTorch's default init: nothing is changed);
+    `gain` is the std (normal) or gain (xavier,
     orthogonal); `norm_std` defaults to `gain`. `zero_bias=False` keeps PyTorch's default biases, as the
     2017 pix2pix code (and PATN, which inherits it) does. Models whose paper uses another scheme
     (e.g. PG2's Xavier on G and uniform on D) apply their own instead.
@@ -20,6 +21,8 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02, 
         "kaiming": lambda w: init.kaiming_normal_(w, a=0, mode="fan_in"),
         "orthogonal": lambda w: init.orthogonal_(w, gain=gain),
     }
+    if init_type == "torch":
+        return net
     if init_type not in schemes:
         raise ValueError(f"unknown init_type {init_type!r}; available: {', '.join(schemes)}")
 

@@ -8,6 +8,11 @@ full-resolution skip dropped) and `UAE_noFC_AfterNoise` (DeepFashion: all skips)
 docs/models/pg2.md ("The model"); tests/test_pg2.py checks them.
 Input cat(I_A, Ĝ1) = 6 channels (TF concatenates the reverse order, which matters only when porting TF
 weights); output the difference map; the model forms Ĝ2 = Ĝ1 + G2(I_A, Ĝ1).
+
+`arch="mobile"` builds Mobile PG2's G2 (kevinleewy/Human-Pose-Transfer `implementations/PG2/mobile/model.py`,
+`Generator2`): every conv a depthwise-separable DSConv (models/networks/blocks.py), KLW's keys
+(`start_conv.main.0`, `encoder.{i}.main.{0,1}.main.{0,2}`, `encoder.{i}.conv.main.{0,2}`, ...); the same
+encode/decode interface as the standard G2 (docs/models/pg2.md, "Mobile PG2").
 """
 from __future__ import annotations
 
@@ -16,17 +21,17 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from models.networks.blocks import Down, Up, conv2d, conv_relu_pair, xavier_uniform_init
+from models.networks.blocks import ConvFactory, Up, conv_factory, xavier_uniform_init
 from util.io import InputError
 
 
 class G2EncoderBlock(nn.Module):
     """[conv3x3 Ci->C, ReLU, conv3x3 C->C, ReLU] -> e_i; then Down(C -> C) unless this is the last block."""
 
-    def __init__(self, in_channels: int, channels: int, down: bool) -> None:
+    def __init__(self, in_channels: int, channels: int, down: bool, convs: ConvFactory) -> None:
         super().__init__()
-        self.main = conv_relu_pair(in_channels, channels)
-        self.conv = Down(channels, channels) if down else None
+        self.main = convs.pair(in_channels, channels)
+        self.conv = convs.conv(channels, channels, 3, stride=2) if down else None  # Down: + ReLU
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.main(x)  # (B, C, h, w)
@@ -36,9 +41,9 @@ class G2EncoderBlock(nn.Module):
 class G2DecoderBlock(nn.Module):
     """[cat(x, skip) if kept], [conv3x3 -> n, ReLU, conv3x3 n -> n, ReLU], then nearest x2 unless last."""
 
-    def __init__(self, in_channels: int, channels: int, up: bool) -> None:
+    def __init__(self, in_channels: int, channels: int, up: bool, convs: ConvFactory) -> None:
         super().__init__()
-        self.main = conv_relu_pair(in_channels, channels)
+        self.main = convs.pair(in_channels, channels)
         self.up = Up() if up else None
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
@@ -58,11 +63,18 @@ class PG2GeneratorStage2(nn.Module):
         skips: 1-based encoder levels i whose output e_i the decoder concatenates; None keeps all.
             Market drops the full-resolution skip: skips=(2, 3) with R=3.
         image_channels: 3 (the input is the condition image and Ĝ1, 2 * 3 channels).
+        arch: 'standard' (PG2's convs) or 'mobile' (DSConvs, Mobile PG2), or a conv factory from blocks.py.
+
+    Both variants get Xavier-uniform conv weights and zero biases (TF; HPT and KLW `weight_init_way="xavier"`);
+    on a depthwise (C, 1, 3, 3) weight that is the bound sqrt(6 / (9 + 9C)).
     """
 
     def __init__(self, height: int = 128, width: int = 64, depth: int = 3, ngf: int = 128,
-                 skips: Iterable[int] | None = None, image_channels: int = 3) -> None:
+                 skips: Iterable[int] | None = None, image_channels: int = 3,
+                 arch: str | ConvFactory = "standard") -> None:
         super().__init__()
+        convs = conv_factory(arch)
+        self.arch = convs.arch
         factor = 2 ** (depth - 1)
         if depth < 1 or height % factor or width % factor:
             raise InputError(f"PG2 G2 with depth R={depth} needs a frame whose height and width are divisible "
@@ -73,19 +85,19 @@ class PG2GeneratorStage2(nn.Module):
         n = ngf
         self.height, self.width, self.depth, self.ngf = height, width, depth, ngf
 
-        self.start_conv = nn.Sequential(conv2d(2 * image_channels, n, 3), nn.ReLU(inplace=True))
+        self.start_conv = convs.conv(2 * image_channels, n, 3)  # + ReLU
         # block i (1-based): (n or n*(i-1)) -> n*i; the stride-2 conv keeps the channel count
         self.encoder = nn.ModuleList(
-            G2EncoderBlock(n if i == 1 else n * (i - 1), n * i, down=i < depth) for i in range(1, depth + 1))
+            G2EncoderBlock(n if i == 1 else n * (i - 1), n * i, i < depth, convs) for i in range(1, depth + 1))
         # decoder block j (1-based) reads x (e_R for j = 1, else n channels) and maybe skip e_{R+1-j}
         decoder = []
         for j in range(1, depth + 1):
             level = depth + 1 - j
             x_channels = n * depth if j == 1 else n
             in_channels = x_channels + (n * level if level in self.skips else 0)
-            decoder.append(G2DecoderBlock(in_channels, n, up=j < depth))
+            decoder.append(G2DecoderBlock(in_channels, n, j < depth, convs))
         self.decoder = nn.ModuleList(decoder)
-        self.end_conv = conv2d(n, 3, 3)  # linear output
+        self.end_conv = convs.conv(n, 3, 3, relu=False)  # linear output
         xavier_uniform_init(self)
 
     def encode(self, image: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
