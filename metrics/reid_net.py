@@ -18,7 +18,6 @@ place, which makes its flip test normalise the flipped copy twice; `extract_feat
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from util.io import InputError, atomic_torch_save
+from util.weights import file_sha256
 
 FEATURE_DIM = 2048
 PIXEL_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)  # fast-reid MODEL.PIXEL_MEAN, RGB
@@ -188,12 +188,8 @@ def extract_features(model: BagtricksReID, images: torch.Tensor, flip: bool = Fa
 
 
 def sha256_of(path: str | os.PathLike) -> str:
-    """The full hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The full hex SHA-256 of a file (the provenance of a re-id checkpoint)."""
+    return file_sha256(path, prefix=64)
 
 
 def _numpy_safe_globals() -> list:

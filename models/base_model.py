@@ -47,6 +47,7 @@ class BaseModel:
 
     weight_file_format = "{}"  # <tag>_net_<format(X)>.pth; PATN's official files are <tag>_net_net<X>.pth
     lr_decay_offset = 0  # --lr_policy lambda: epochs by which the linear decay starts earlier (schedulers.py)
+    test_mode_options: tuple[str, ...] = ()  # dests of test.py modes that write no images (PG2: export_gfv)
     benchmark_variants: tuple[str, ...] = ()  # flags scripts/bench_train.py also times (e.g. --official_ops)
 
     def __init__(self, opt, ctx) -> None:

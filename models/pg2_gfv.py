@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from util.checkpoint import unwrap
-from util.gfv_store import (DTYPES, PACKS, GFVStore, GFVStoreWriter, bytes_per_file, file_sha256, format_size)
+from util.gfv_store import DTYPES, PACKS, GFVStore, GFVStoreWriter, bytes_per_file, format_size
 from util.io import InputError
+from util.weights import file_sha256
 
 SOURCES = ("g2_enc", "g1_z")
 SKIP_MODES = ("keep", "replace")
@@ -266,7 +267,7 @@ class PG2GFVMixin:
         checkpoints = {}
         for name in self.model_names:
             path = self.weight_path(str(opt.which_epoch), name)
-            checkpoints[name] = {"path": str(path), "sha256": file_sha256(path) if path.is_file() else None,
+            checkpoints[name] = {"path": str(path), "sha256": file_sha256(path, prefix=64) if path.is_file() else None,
                                  "class": type(unwrap(getattr(self, "net" + name))).__name__,
                                  "arch": getattr(unwrap(getattr(self, "net" + name)), "arch", "standard")}
         pair_file = pair_file_of(dataset, opt.phase)
@@ -276,7 +277,7 @@ class PG2GFVMixin:
             "g1_arch": checkpoints["G1"]["arch"], "g2_arch": checkpoints.get("G2", {}).get("arch"),
             "dataset_mode": opt.dataset_mode, "data_format": opt.data_format, "dataroot": str(opt.dataroot),
             "pair_file": str(pair_file) if pair_file is not None else None,
-            "pair_file_sha256": file_sha256(pair_file) if pair_file is not None else None,
+            "pair_file_sha256": file_sha256(pair_file, prefix=64) if pair_file is not None else None,
             "pairs_sha256": pairs_sha256(dataset.pairs[:int(min(opt.how_many, len(dataset)))]),
             "flip": False, "amp": getattr(opt, "amp", "none"), "torch": torch.__version__,
             "device": self.device.type,

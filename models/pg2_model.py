@@ -74,6 +74,8 @@ def load_generator(net: nn.Module, name: str, path: Path) -> None:
 class PG2Model(PG2GFVMixin, BaseModel):
     """PG2's G1 (stage 1) or frozen G1 + G2 + D (stage 2); see the module docstring."""
 
+    test_mode_options = ("export_gfv", "decode_gfv_dir")
+
     modify_commandline_options = staticmethod(pg2_options.add_options)
     derive_options = staticmethod(pg2_options.derive_options)
 

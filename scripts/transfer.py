@@ -28,7 +28,7 @@ from data.framing import (BOX_MARGIN, Box, Framing, fit_box, identity_framing, k
                           whole_image_framing)
 from data.market_dataset import MarketDataset
 from data.pose_formats import JSON_THRESHOLD, Pose, is_photo, list_pose_folder, read_photo, read_pose, split_spec
-from models import create_model
+from models import create_model, find_model_class
 from options.base_options import Options
 from options.test_options import TestOptions
 from util.animation import check_animation_path, write_animation
@@ -111,6 +111,10 @@ class TransferOptions(TestOptions):
         super().validate(opt)
         if opt.source is None:
             raise InputError("--source is required: a photo of the person")
+        modes = [f"--{dest}" for dest in find_model_class(opt.model).test_mode_options if getattr(opt, dest, None)]
+        if modes:
+            raise InputError(f"{', '.join(modes)} is a mode of test.py over a dataset's pairs; scripts.transfer "
+                             "writes generated images only")
         if (opt.target is None) == (opt.target_dir is None):
             raise InputError("give exactly one of --target (one pose) and --target_dir (a pose sequence)")
         if opt.target is not None:

@@ -364,3 +364,17 @@ def test_decode_of_a_latent_gan_store(exported, tiny_market_root, ckpt, tmp_path
     names = [f"{Path(a).stem}_2_{Path(b).stem}_vis.png" for a, b, _ in true.rows[:4]]
     same = [(normal_dir / n).read_bytes() == (decoded_dir / n).read_bytes() for n in names]
     assert same == [False, True, True, True]
+
+
+def test_transfer_refuses_the_gfv_modes(tmp_path, capsys):
+    """scripts.transfer writes images only: a test.py mode flag is one error, not a crash after the model ran."""
+    from scripts import transfer
+
+    photo = str(tmp_path / "photo.jpg")
+    for flag in (["--export_gfv"], ["--decode_gfv_dir", str(tmp_path)]):
+        argv = ["--model", "PG2", "--name", "run", "--dataset_mode", "market", "--gpu_ids", "-1",
+                "--checkpoints_dir", str(tmp_path), "--source", photo, "--target", photo, "--out",
+                str(tmp_path / "out.png"), *flag]
+        assert transfer.main(argv) == 2
+        assert f"{flag[0]} is a mode of test.py" in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()

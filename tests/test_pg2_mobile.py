@@ -8,10 +8,6 @@ are checked); training runs at --ngf 8, which is not the paper's width.
 from __future__ import annotations
 
 import math
-import os
-import random
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -31,7 +27,7 @@ from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from scripts.bench_train import random_batch
 from test_dptn_train import test_script
-from test_reliability import run_args, same_weights, train_process
+from test_reliability import kill_then_resume, run_args, same_weights, train_process
 from util.checkpoint import load_training_state, save_weights
 from util.distributed import RunContext
 from util.io import InputError
@@ -518,24 +514,7 @@ def test_kill_minus_9_then_resume_stage2_gives_the_uninterrupted_weights(tiny_ma
     steps = 10  # 9 iterations per epoch: the run crosses an epoch boundary
     straight = run_args(tiny_market_root, tmp_path, "straight", "--max_steps", str(steps), model=model)
     assert train_process(straight).wait() == 0
-    argv = run_args(tiny_market_root, tmp_path, "victim", "--max_steps", str(steps), "--save_latest_freq", "2",
-                    model=model)
-    proc = train_process(argv)
-    kill_after = random.Random(os.getpid()).randint(2, steps - 3)
-    state = tmp_path / "victim" / "latest_train_state.pth"
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline:
-            if state.is_file() and load_training_state(state)["progress"]["total_iters"] >= kill_after:
-                break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    assert kill_after <= load_training_state(state)["progress"]["total_iters"] < steps
-    assert train_process(argv + ["--continue_train"]).wait() == 0
-    assert load_training_state(state)["progress"]["total_iters"] == steps
+    kill_then_resume(tiny_market_root, tmp_path, model, steps)
     for net in ("G1", "G2", "D"):
         assert same_weights(tmp_path / "straight" / f"latest_net_{net}.pth",
                             tmp_path / "victim" / f"latest_net_{net}.pth"), net

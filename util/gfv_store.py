@@ -15,7 +15,6 @@ refused run leaves an earlier export intact. docs/gfv.md describes the format an
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -70,15 +69,6 @@ def store_bytes(shape: tuple[int, ...], dtype: str, count: int, pack: str) -> in
 def format_size(n_bytes: int) -> str:
     """`216.8 GB (201.9 GiB)`: decimal and binary units side by side."""
     return f"{n_bytes / 1e9:.1f} GB ({n_bytes / 2 ** 30:.1f} GiB)"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file (checkpoints, pair files: the provenance in gfv_meta.json)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def holds_store(folder: Path) -> bool:
