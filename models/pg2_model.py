@@ -87,8 +87,7 @@ class PG2Model(PG2GFVMixin, BaseModel):
             print0(f"note: --ngf {opt.ngf} builds a reduced PG2, not the paper's network (n = {PAPER_NGF})")
         self.source_image = self.target_image = self.target_pose = self.target_mask = None
         self.fake_g1 = self.fake_g2 = None
-        # opt.g1_arch / g2_arch / init_type / lr_D come from pg2_options; hand-made option sets may lack them
-        g1_arch, g2_arch = getattr(opt, "g1_arch", "standard"), getattr(opt, "g2_arch", "standard")
+        g1_arch, g2_arch = opt.g1_arch, opt.g2_arch
         if "mobile" in (g1_arch, g2_arch):
             print0(f"Mobile PG2: G1 {g1_arch}" + (f", G2 {g2_arch}" if self.stage == 2 else "")
                    + " (mobile = depthwise-separable convs)")
@@ -121,7 +120,7 @@ class PG2Model(PG2GFVMixin, BaseModel):
         self.netG2 = self.prepare(self.netG2, trained=self.is_train)
         if self.is_train:
             self.optimizer_G2 = self.adam(self.netG2)
-            self.optimizer_D = self.adam(self.netD, getattr(opt, "lr_D", None) or opt.lr)
+            self.optimizer_D = self.adam(self.netD, opt.lr_D)
             self.optimizers = [self.optimizer_G2, self.optimizer_D]
 
     # --- construction helpers --------------------------------------------------------------------------
@@ -136,9 +135,9 @@ class PG2Model(PG2GFVMixin, BaseModel):
     def build_g1(opt) -> PG2GeneratorStage1:
         """G1 for the options' geometry, --ngf, --g1_arch and --init_type (torch: PyTorch's default init)."""
         geo = pg2_geometry(opt.data_format, opt.fashion_frame)
-        init = "torch" if getattr(opt, "init_type", None) == "torch" else "xavier"
+        init = "torch" if opt.init_type == "torch" else "xavier"
         return PG2GeneratorStage1(geo.height, geo.width, geo.g1_depth, opt.ngf,
-                                  arch=getattr(opt, "g1_arch", "standard"), init=init)
+                                  arch=opt.g1_arch, init=init)
 
     @staticmethod
     def stage1_weights_path(opt) -> Path:

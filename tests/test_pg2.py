@@ -510,7 +510,8 @@ def agree(net):
 opt = argparse.Namespace(is_train=True, checkpoints_dir=sys.argv[2], name="ddp", verbose=False,
                          data_format="market", fashion_frame="pad256", ngf=4, lr=1e-3, beta1=0.5,
                          lr_policy="constant", mask_ratio=1.0, lambda_mask_l1=10.0, lambda_gan=1.0,
-                         d_batching="concat", d_conv_bias=False, stage1_name="ddp", stage1_epoch="latest", stage=1)
+                         d_batching="concat", d_conv_bias=False, stage1_name="ddp", stage1_epoch="latest", stage=1,
+                         g1_arch="standard", g2_arch="standard", init_type=None, lr_D=2e-5)
 torch.manual_seed(0)  # the same initial weights on every rank, as train.py's seeding gives
 stage1 = PG2Model(opt, ctx)
 assert isinstance(stage1.netG1, torch.nn.parallel.DistributedDataParallel)
