@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from data.annotations import read_annotations, read_pairs
 from data.geometry import (FRAMES, images_to_dataset_frame, image_to_network, keypoints_to_network, network_size, pad_maps,
                            uint8_to_dataset_frame)
-from data.keypoints import (KEYPOINT_NAMES, MASK_RECIPES, body_mask, disc_pose_maps, drop_outside,
+from data.keypoints import (DPIG_MASK_RADIUS, KEYPOINT_NAMES, MASK_RECIPES, body_mask, disc_pose_maps, drop_outside,
                             flip_keypoints, gaussian_heatmaps, pixel_pose_maps, visible)
 from util.image import tensor_to_uint8, uint8_to_tensor
 from util.io import InputError, raise_problems
@@ -68,7 +68,12 @@ def add_pose_options(parser: argparse.ArgumentParser, is_train: bool) -> argpars
                         "in {-1,+1}")
     g.add_argument("--pose_sigma", type=float, default=6.0, help="sigma of the Gaussian heatmaps, in pixels")
     g.add_argument("--mask_recipe", type=str, default="none", choices=("none",) + MASK_RECIPES,
-                   help="target body mask returned with each pair: none, pg2 (TF recipe) or hpt (HPT recipe)")
+                   help="body masks returned with each pair (target_mask, and source_mask of the source image): "
+                        "none, pg2 (TF PG2 recipe), hpt (HPT recipe) or dpig (the pg2 recipe with discs of "
+                        "--fg_mask_radius, DPIG's foreground mask)")
+    g.add_argument("--fg_mask_radius", type=int, default=None,
+                   help=f"--mask_recipe dpig only: disc radius of the mask, in pixels (default {DPIG_MASK_RADIUS}, "
+                        "what DPIG's TF converter stores; its data folders' names suggest 6 may have been used)")
     g.add_argument("--keypoints_outside", type=str, default="error", choices=KEYPOINTS_OUTSIDE,
                    help="an annotated keypoint outside the image: error (names the CSV row), missing (dropped), "
                         "or draw (kept: its Gaussian's tail reaches into the frame, as PATN's and DPTN's "
@@ -88,6 +93,19 @@ def add_frame_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="network frame for DeepFashion: native 256x176 (PATN), pad256 (40 white columns each "
                              "side, PG2) or stretch256 (resized to 256x256, official DPTN)")
     return parser
+
+
+def mask_radius(opt) -> int | None:
+    """The disc radius of --mask_recipe dpig (None for the other recipes); InputError for a radius given to
+    another recipe, or one below 1."""
+    if opt.mask_recipe != "dpig":
+        if opt.fg_mask_radius is not None:
+            raise InputError(f"--fg_mask_radius applies to --mask_recipe dpig only, not {opt.mask_recipe}")
+        return None
+    radius = DPIG_MASK_RADIUS if opt.fg_mask_radius is None else opt.fg_mask_radius
+    if radius < 1:
+        raise InputError(f"--fg_mask_radius must be >= 1, got {radius}")
+    return radius
 
 
 def dataroot_path(opt, mode: str) -> Path:
@@ -195,6 +213,7 @@ class PairDataset(BaseDataset):
             raise InputError(f"--flip_prob must be in [0, 1], got {opt.flip_prob}")
         if opt.pose_sigma <= 0:
             raise InputError(f"--pose_sigma must be > 0, got {opt.pose_sigma}")
+        mask_radius(opt)
         self.flip_prob = opt.flip_prob if opt.is_train else 0.0
         self._draws = 0  # per-process counter that varies the flip coin between epochs
 
@@ -333,11 +352,12 @@ class PairDataset(BaseDataset):
         return pad_maps(maps, self.image_size, self.frame, fill) if padded else maps
 
     def _mask(self, keypoints: np.ndarray) -> torch.Tensor:
-        """(1, Hn, Wn) float {0,1} target body mask; padded with 0 under pad256."""
+        """(1, Hn, Wn) float {0,1} body mask of one image (--mask_recipe); padded with 0 under pad256."""
         padded = self.frame == "pad256"
         kps = keypoints if padded else keypoints_to_network(keypoints, self.image_size, self.frame)
         height, width = self.image_size if padded else self.network_size
-        mask = torch.from_numpy(body_mask(kps, height, width, self.opt.mask_recipe)).to(torch.float32)[None]
+        recipe, radius = self.opt.mask_recipe, mask_radius(self.opt)
+        mask = torch.from_numpy(body_mask(kps, height, width, recipe, radius)).to(torch.float32)[None]
         return pad_maps(mask, self.image_size, self.frame, 0.0) if padded else mask
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict:
@@ -374,8 +394,9 @@ class PairDataset(BaseDataset):
             "source_pose": self.pose_maps(source_kps, source_name),
             "target_pose": self.pose_maps(target_kps, target_name),
         }
-        if self.opt.mask_recipe != "none":
+        if self.opt.mask_recipe != "none":  # DPIG masks the source (its appearance input); PG2 the target
             out["target_mask"] = self._mask(target_kps)
+            out["source_mask"] = self._mask(source_kps)
         out["source_keypoints"] = torch.from_numpy(keypoints_to_network(source_kps, self.image_size, self.frame))
         out["target_keypoints"] = torch.from_numpy(keypoints_to_network(target_kps, self.image_size, self.frame))
         out["source_name"], out["target_name"] = source_name, target_name

@@ -3,7 +3,9 @@
 Sources: the OpenPose COCO-18 order of the annotation CSVs of tengteng95/Pose-Transfer (the limb table of
 its `tool/pose_utils.py` fits it); the evaluation mask is that file's `produce_ma_mask`; the training masks
 are TF PG2's `_getPoseMask` (charliememory/Pose-Guided-Person-Image-Generation `datasets/convert_market.py`)
-and HPT's `key_point_to_mask` (budui/Human-Pose-Transfer `tool/generate_pose_map_add_mask.py`).
+and HPT's `key_point_to_mask` (budui/Human-Pose-Transfer `tool/generate_pose_map_add_mask.py`); DPIG's
+foreground mask is the TF PG2 recipe at radius 7 (charliememory/Disentangled-Person-Image-Generation
+`datasets/convert_market.py`).
 Keypoints are int64 arrays (18, 2) of (row, column); -1 marks a missing point.
 Everything is vectorised over pixels; loops run only over limbs and stamped points.
 """
@@ -51,7 +53,8 @@ COCO_LIMBS = (
     (1, 0), (0, 14), (14, 16), (0, 15), (15, 17), (2, 16), (5, 17),
 )
 
-MASK_RECIPES = ("pg2", "hpt")
+MASK_RECIPES = ("pg2", "hpt", "dpig")
+DPIG_MASK_RADIUS = 7  # TF DPIG `convert_market.py` stores `_getPoseMask(..., radius=7)` as its foreground mask
 
 
 def _as_array(keypoints) -> np.ndarray:
@@ -168,24 +171,29 @@ def _drawable_limbs(vis: np.ndarray, limbs) -> list[tuple[int, int]]:
     return [(a, b) for a, b in limbs if vis[a] and vis[b]]
 
 
-_OFFSETS = np.arange(-4, 5)
-_DISC4 = np.argwhere(_OFFSETS[:, None] ** 2 + _OFFSETS[None, :] ** 2 <= 16) - 4  # (49, 2) offsets (i, j)
+@functools.lru_cache(maxsize=8)
+def _disc_offsets(radius: int) -> np.ndarray:
+    """int (n, 2) offsets (i, j) with i^2 + j^2 <= radius^2 (49 for radius 4, 149 for radius 7)."""
+    steps = np.arange(-radius, radius + 1)
+    return np.argwhere(steps[:, None] ** 2 + steps[None, :] ** 2 <= radius * radius) - radius
 
 
-def _pg2_mask(kps: np.ndarray, vis: np.ndarray, height: int, width: int) -> np.ndarray:
-    """TF PG2 `pose_mask_r4`: integer discs along every drawable limb, then a 5x5 closing."""
+def _pg2_mask(kps: np.ndarray, vis: np.ndarray, height: int, width: int, radius: int = 4) -> np.ndarray:
+    """TF PG2 `pose_mask_r4` (radius 4; DPIG's foreground mask at radius 7): integer discs of `radius` at
+    both ends of every drawable limb and at its n-1 inner points, n = int(length / radius), then a 5x5 closing."""
     centres = []
     for a, b in _drawable_limbs(vis, EVAL_LIMBS):
         (r0, c0), (r1, c1) = kps[a].tolist(), kps[b].tolist()
         centres += [(r0, c0), (r1, c1)]
-        steps = int(np.hypot(r1 - r0, c1 - c0) / 4)
-        # floor division: the TF code ran on Python 2 integers
+        steps = int(np.hypot(r1 - r0, c1 - c0) / radius)
+        # floor division: PG2's TF code ran on Python 2 integers; DPIG's true division then int() gives the
+        # same pixels, since every inner point lies between two in-frame points (>= 0, so truncation = floor)
         centres += [(r0 + (r1 - r0) * i // steps, c0 + (c1 - c0) * i // steps) for i in range(1, steps)]
     mask = np.zeros((height, width), dtype=bool)
     if not centres:
         return mask
-    # every pixel (r + i, c + j) with i^2 + j^2 <= 16 around every centre, clipped to the frame
-    rows, cols = (np.asarray(centres)[:, None, :] + _DISC4[None]).reshape(-1, 2).T
+    # every pixel (r + i, c + j) with i^2 + j^2 <= radius^2 around every centre, clipped to the frame
+    rows, cols = (np.asarray(centres)[:, None, :] + _disc_offsets(radius)[None]).reshape(-1, 2).T
     inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
     mask[rows[inside], cols[inside]] = True
     return _close(mask, 5)
@@ -205,18 +213,27 @@ def _hpt_mask(kps: np.ndarray, vis: np.ndarray, height: int, width: int) -> np.n
     return _close(mask, 9)
 
 
-def body_mask(keypoints, height: int, width: int, recipe: str = "pg2") -> np.ndarray:
-    """bool (H, W) training body mask M_B of Ma et al. 2017, recipe 'pg2' (TF, default) or 'hpt'.
+def body_mask(keypoints, height: int, width: int, recipe: str = "pg2", radius: int | None = None) -> np.ndarray:
+    """bool (H, W) body mask: M_B of Ma et al. 2017, recipe 'pg2' (TF, default) or 'hpt'; or 'dpig', the
+    foreground mask M of Ma et al. 2018 (DPIG): the 'pg2' recipe with discs of `radius` (default 7).
 
-    Points outside the frame count as missing; no visible limb or point gives an empty mask.
+    `radius` belongs to 'dpig' only ('pg2' is radius 4 by definition); points outside the frame count as
+    missing; no visible limb or point gives an empty mask.
     """
     kps = _as_array(keypoints)
     vis = visible(kps, height, width)
+    if recipe not in MASK_RECIPES:
+        raise ValueError(f"unknown mask recipe {recipe!r}; available: {', '.join(MASK_RECIPES)}")
+    if radius is not None and recipe != "dpig":
+        raise ValueError(f"a mask radius applies to recipe 'dpig' only, not {recipe!r}")
     if recipe == "pg2":
         return _pg2_mask(kps, vis, height, width)
     if recipe == "hpt":
         return _hpt_mask(kps, vis, height, width)
-    raise ValueError(f"unknown mask recipe {recipe!r}; available: {', '.join(MASK_RECIPES)}")
+    radius = DPIG_MASK_RADIUS if radius is None else int(radius)
+    if radius < 1:
+        raise ValueError(f"the 'dpig' mask radius must be >= 1, got {radius}")
+    return _pg2_mask(kps, vis, height, width, radius)
 
 
 def evaluation_mask(keypoints, height: int, width: int, radius: int = 4) -> np.ndarray:

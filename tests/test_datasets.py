@@ -109,7 +109,7 @@ def test_item_dict(request, dataset_opt, mode, frame, recipe, size):
     annotations = read_annotations(next(root.glob("*annotation-test.csv")))
     assert len(dataset) == len(pairs) == 18 and dataset.network_size == size
     item = dataset[3]
-    assert set(item) == KEYS | ({"target_mask"} if recipe != "none" else set())
+    assert set(item) == KEYS | ({"target_mask", "source_mask"} if recipe != "none" else set())
     assert (item["source_name"], item["target_name"]) == pairs[3]
     for key, channels in (("source_image", 3), ("target_image", 3), ("source_pose", 18), ("target_pose", 18)):
         assert item[key].shape == (channels, *size) and item[key].dtype == torch.float32
@@ -376,7 +376,7 @@ def test_synthetic_with_the_real_builder(tmp_path, dataset_opt, monkeypatch):
     assert dataset.root.resolve() == root and (root / MARKER).is_file()
     assert len(dataset) == len(read_pairs(root / "market-pairs-train.csv")) > 0
     item = dataset[0]
-    assert set(item) == KEYS | {"target_mask"} and item["target_pose"].shape == (18, 128, 64)
+    assert set(item) == KEYS | {"target_mask", "source_mask"} and item["target_pose"].shape == (18, 128, 64)
     assert item["target_pose"].amax(dim=(1, 2)).max() == 1.0 and item["target_mask"].sum() > 100
 
 

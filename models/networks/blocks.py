@@ -234,3 +234,51 @@ def residual_conv_block(in_channels: int, hidden: int, out_channels: int, norm: 
     if last_norm:
         layers.append(make_norm(out_channels))
     return nn.Sequential(*layers)
+
+
+# --- DPIG's fully connected residual nets (Ma et al., "Disentangled Person Image Generation", CVPR 2018; official
+# TF code charliememory/Disentangled-Person-Image-Generation `models.py`: GaussianFCRes, PoseEncoderFCRes,
+# PoseDecoderFCRes) ---------------------------------------------------------------------------------------------
+
+DPIG_LEAKY_SLOPE = 0.2  # `wgan_gp.LeakyReLU`, the activation DPIG's trainers pass (models.LeakyReLU's 0.3 is unused)
+
+
+class FCResBlock(nn.ModuleList):
+    """x -> x + LReLU(fc(LReLU(fc(x)))), width h -> h; the two Linears are entries 0 and 1 (keys `.0.`, `.1.`)."""
+
+    def __init__(self, width: int, slope: float = DPIG_LEAKY_SLOPE) -> None:
+        super().__init__([nn.Linear(width, width), nn.Linear(width, width)])
+        self.slope = slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, h) -> (B, h)
+        hidden = F.leaky_relu(self[0](x), self.slope)
+        return x + F.leaky_relu(self[1](hidden), self.slope)
+
+
+class FCRes(nn.Module):
+    """FCRes(d_in, h, d_out, first_act): `inp` Linear(d_in -> h) [+ LReLU], `blocks` = num_blocks FCResBlocks,
+    `out` Linear(h -> d_out), linear output.
+
+    `out_features=None` leaves out `out` (forward then returns the h-wide trunk), for nets with their own heads
+    (DPIG's pose decoder). PyTorch's default init; the networks built on it apply their paper's init.
+    """
+
+    def __init__(self, in_features: int, hidden: int, out_features: int | None, first_act: bool = True,
+                 num_blocks: int = 4, slope: float = DPIG_LEAKY_SLOPE) -> None:
+        super().__init__()
+        self.first_act, self.slope = first_act, slope
+        self.inp = nn.Linear(in_features, hidden)
+        self.blocks = nn.Sequential(*(FCResBlock(hidden, slope) for _ in range(num_blocks)))
+        self.out = nn.Linear(hidden, out_features) if out_features is not None else None
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, d_in) -> the last residual block's output (B, h)."""
+        x = self.inp(x)
+        if self.first_act:
+            x = F.leaky_relu(x, self.slope)
+        return self.blocks(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, d_in) -> (B, d_out), or (B, h) without an output layer."""
+        x = self.trunk(x)
+        return self.out(x) if self.out is not None else x

@@ -1,5 +1,8 @@
-"""Learning-rate schedules selected by --lr_policy (stepped once per epoch)."""
+"""Learning-rate schedules selected by --lr_policy (stepped once per epoch), and the per-iteration halving of
+TF's `--lr_update_step` (DPIG), which a model steps after every iteration."""
 from __future__ import annotations
+
+import warnings
 
 from torch import optim
 from torch.optim import lr_scheduler
@@ -29,3 +32,40 @@ def get_scheduler(optimizer: optim.Optimizer, opt, decay_offset: int = 0) -> lr_
     if policy == "constant":
         return lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
     raise ValueError(f"unknown lr_policy {policy!r}")
+
+
+def halving_factor(step: int, period: int) -> float:
+    """Multiplier of the base rate at 0-based iteration `step` under TF's `--lr_update_step period`.
+
+    The official DPIG loops (charliememory/Disentangled-Person-Image-Generation `trainer.py`) run
+    `g_lr <- g_lr * 0.5; d_lr <- d_lr * 0.5` at the end of every step with step % period == period - 1, so
+    the rate of step s is base * 0.5 ** (s // period): with period 50,000, steps 0-49,999 at the base rate,
+    50,000-99,999 at half, from 100,000 at a quarter. Halving is exact in binary, so repeated halving (TF)
+    and one power agree bit for bit.
+    """
+    if period < 1:
+        raise ValueError(f"the halving period must be >= 1, got {period}")
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    return 0.5 ** (step // period)
+
+
+def iteration_halving_scheduler(optimizer: optim.Optimizer, period: int) -> lr_scheduler.LambdaLR:
+    """A LambdaLR whose counter is the iteration: call `step_iteration_schedulers` after every iteration, never
+    per epoch. Its state (counter, base rates) is a plain scheduler state_dict, so a model that keeps it in
+    `self.schedulers` resumes exactly through BaseModel.state_dict."""
+    if period < 1:
+        raise ValueError(f"the halving period must be >= 1, got {period}")
+    return lr_scheduler.LambdaLR(optimizer, lambda step: halving_factor(step, period))
+
+
+def step_iteration_schedulers(schedulers: list[lr_scheduler.LRScheduler]) -> None:
+    """Advance per-iteration schedulers once, after the iteration's optimiser steps.
+
+    TF's rate variables advance even for an optimiser that sat out the iteration (DPIG's generator skips step 0),
+    so PyTorch's warning about a scheduler step before the optimiser's first step is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        for scheduler in schedulers:
+            scheduler.step()
