@@ -26,9 +26,10 @@ from util.cpu_memory import set_cpu_memory_policy
 from util.distributed import build_context
 from util.html import HTML
 from util.image import save_image, uint8_to_tensor
-from util.io import InputError, atomic_write_text, report_input_errors
+from util.io import report_input_errors
 from util.patn_drawing import skeleton_tile
 from util.pose_drawing import draw_skeleton
+from util.results_dir import claim_results_dir as claim_folder
 
 PANEL_LABELS = ("source", "source pose", "target", "target pose", "generated")
 CANONICAL_LABELS = ("source", "canonical pose", "generated")
@@ -46,21 +47,10 @@ def skeleton_images(keypoints: torch.Tensor, like: torch.Tensor) -> torch.Tensor
     return torch.stack(drawn).to(like.device)
 
 
-RESULTS_MARKER = "results_of.txt"  # which run and epoch produced the images in a results folder
-
-
 def claim_results_dir(opt) -> None:
     """Refuse to mix results: a folder holding another run's or epoch's images needs --overwrite."""
-    folder = Path(opt.results_dir)
     owner = f"name: {opt.name}\nmodel: {opt.model}\nwhich_epoch: {opt.which_epoch}\n"
-    marker = folder / RESULTS_MARKER
-    held = any(folder.glob("*_vis.*")) or any(folder.glob("images/*_vis.*")) or any(folder.glob("*_to_*.png"))
-    if folder.is_dir() and held and not opt.overwrite:
-        previous = marker.read_text() if marker.is_file() else "(unknown: no results_of.txt)"
-        if previous != owner:
-            raise InputError(f"{folder} already holds results of {' '.join(previous.split())}; pass "
-                             "--overwrite to replace them, or choose another --results_dir")
-    atomic_write_text(marker, owner)
+    claim_folder(opt.results_dir, owner, opt.overwrite)
 
 
 class ResultWriter:

@@ -22,6 +22,7 @@ INTERP_FACTORS = ("pose", "fg", "bg", "app")
 FRAMES = ("pad256", "native")  # the --fashion_frame values DPIG has networks for
 FRAME_SIZES = {("market", None): (128, 64), ("fashion", "pad256"): (256, 256), ("fashion", "native"): (256, 176)}
 PAPER_LR = 2e-5  # every optimiser of every stage (the scripts' --g_lr and --d_lr)
+PAPER_NGF, PAPER_NDF = 128, 64  # encoder/G stem width n (TF conv_hidden_num), image D width (tflib DIM)
 ADAM_BETAS = (0.5, 0.999)  # stage I (TF AdamOptimizer(beta1=0.5), default beta2)
 
 
@@ -50,6 +51,8 @@ STAGE_TABLE = {
 FACTORS = {"market": ("fg", "bg"), "fashion": ("app",)}  # appearance factors per data format
 # flags whose default None means "not typed": (dest, stages it applies to in training, value when it applies)
 TRAIN_STAGE_FLAGS = {
+    "ngf": (("1a", "2a"), PAPER_NGF),
+    "ndf": (("1a",), PAPER_NDF),
     "lambda_l1": (("1a",), 20.0),
     "d_batching": (("1a",), None),  # per data format, below
     "lambda_pose": (("1b",), 20.0),
@@ -74,6 +77,10 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
         "in stage I, TF 1.x RMSProp in stage II; radius-4 disc pose maps (--pose_encoding tf_disc); keypoints "
         "outside the frame count as missing; --flip_prob 0.5 in training; DeepFashion --fashion_frame pad256.")
     # the foreground mask M is the datasets' --mask_recipe dpig (source_mask) with its --fg_mask_radius
+    g.add_argument("--ngf", type=int, default=None,
+                   help=f"stages 1a, 2a and test: stem width n of the appearance encoder and of the generator G "
+                        f"(the paper's network: {PAPER_NGF}; smaller values build a reduced DPIG, e.g. for tests); "
+                        f"None = {PAPER_NGF}")
     g.add_argument("--part_margin", type=int, default=None,
                    help="Market: margin m of a part box with >= 2 visible joints (TF convert_market.py: 6); "
                         "None = 6")
@@ -81,6 +88,9 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
         g.add_argument("--dpig_stage", "--stage", dest="dpig_stage", type=str, default="1a",
                        help="which run: 1a image reconstruction, 1b pose auto-encoder, 2a appearance mappings "
                             "(needs --stage1a_name), 2b pose mapping (needs --stage1b_name)")
+        g.add_argument("--ndf", type=int, default=None,
+                       help=f"stage 1a: width of the image D's first conv (the paper's network: {PAPER_NDF}); "
+                            f"None = {PAPER_NDF}")
         g.add_argument("--lr_update_step", type=int, default=50000,
                        help="halve every learning rate after each iteration s with s %% N == N - 1 (TF)")
         g.add_argument("--lambda_l1", type=float, default=None, help="stage 1a: weight of the L1 term; None = 20")
@@ -281,6 +291,8 @@ def derive_train(opt) -> None:
                  (opt.niter_decay == 0, "--niter_decay does not apply to --model DPIG (no linear decay: the rate "
                                         "halves every --lr_update_step iterations)"),
                  (opt.lambda_l1 is None or opt.lambda_l1 >= 0, "--lambda_l1 must be >= 0"),
+                 (opt.ngf is None or opt.ngf >= 1, "--ngf must be >= 1"),
+                 (opt.ndf is None or opt.ndf >= 1, "--ndf must be >= 1"),
                  (opt.lambda_pose is None or opt.lambda_pose >= 0, "--lambda_pose must be >= 0"),
                  (opt.critic_iters is None or opt.critic_iters >= 1, "--critic_iters must be >= 1"),
                  (opt.clip_value is None or opt.clip_value > 0, "--clip_value must be > 0")])
@@ -309,6 +321,7 @@ def derive_test(opt) -> None:
     for flag in ("num_inner", "interp_factor"):
         if getattr(opt, flag) is not None and task != "interpolate":
             raise InputError(f"--{flag} belongs to --dpig_task interpolate (got --dpig_task {task})")
+    opt.ngf = PAPER_NGF if opt.ngf is None else opt.ngf
     if task == "sample":
         opt.num_samples = 1 if opt.num_samples is None else opt.num_samples
     if task == "interpolate":

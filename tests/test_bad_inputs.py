@@ -107,7 +107,7 @@ CASES = [
      "truncated"),
     ("wrong image size", lambda r: Image.new("RGB", (70, 128)).save(first_image(r)), [], "train", 2,
      "expected 128x64"),
-    ("unknown model", None, ["--model", "NoSuchGAN"], "train", 2, "available: dptn, lgan, patn, pg2, pngan, reid_bagtricks, template"),
+    ("unknown model", None, ["--model", "NoSuchGAN"], "train", 2, "available: dpig, dptn, lgan, patn, pg2, pngan, reid_bagtricks, template"),
     ("unknown dataset mode", None, ["--dataset_mode", "coco"], "train", 2, "available: fashion, gfv, keypoint, market, market_reid, synthetic, template"),
     ("bad batch size", None, ["--batchSize", "0"], "train", 2, "--batchSize must be >= 1"),
     ("bad gpu ids", None, ["--gpu_ids", "zero"], "train", 2, "--gpu_ids 'zero'"),

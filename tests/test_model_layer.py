@@ -75,7 +75,7 @@ def test_a_loss_name_that_is_not_declared_raises(tmp_path):
 
 
 def test_every_model_is_registered_from_its_file_alone():
-    assert model_names() == ["dptn", "lgan", "patn", "pg2", "pngan", "reid_bagtricks", "template"]
+    assert model_names() == ["dpig", "dptn", "lgan", "patn", "pg2", "pngan", "reid_bagtricks", "template"]
 
 
 def write_template_data(root: Path, size=(96, 48), people: int = 2, views: int = 3) -> Path:
