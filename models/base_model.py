@@ -369,6 +369,16 @@ class BaseModel:
             for p in net.parameters():
                 p.requires_grad_(requires_grad)
 
+    @classmethod
+    @contextlib.contextmanager
+    def frozen(cls, net: nn.Module):
+        """Freeze `net` for the block (a critic during the generator step) and unfreeze it after, also on error."""
+        cls.set_requires_grad(net, False)
+        try:
+            yield
+        finally:
+            cls.set_requires_grad(net, True)
+
 
 def compile_network(net: nn.Module) -> nn.Module:
     """torch.compile(net), or `net` itself with one note when compiling is not available here.

@@ -351,7 +351,6 @@ class DPIGModel(DPIGTasksMixin, BaseModel):
     def optimize_generator(self) -> list[torch.Tensor]:
         """E + G step on L_G with D frozen; returns the detached Ĝ of each micro-batch for the D step."""
         net_d = unwrap(self.netD)
-        self.set_requires_grad(net_d, False)
         fakes: list[torch.Tensor] = []
 
         def compute(micro: MicroBatch) -> LossTerms:
@@ -364,10 +363,8 @@ class DPIGModel(DPIGTasksMixin, BaseModel):
             gan, l1 = bce(fake_logits, 1.0), (self.fake.float() - self.source_image.float()).abs().mean()
             return gan + self.opt.lambda_l1 * l1, {"G_gan": gan, "G_l1": l1}
 
-        try:
+        with self.frozen(net_d):
             self.train_step(self.optimizer_G, compute)
-        finally:
-            self.set_requires_grad(net_d, True)
         return fakes
 
     def optimize_discriminator(self, fakes: list[torch.Tensor]) -> None:
@@ -426,7 +423,6 @@ class DPIGModel(DPIGTasksMixin, BaseModel):
             dim = unwrap(phi).dim
             if self.iteration > 0:
                 bare = unwrap(critic)
-                self.set_requires_grad(bare, False)
                 self.batch = {"z": torch.randn(count, dim, device=self.device) * NOISE_STD}
                 self.use_part(slice(None))
 
@@ -434,10 +430,8 @@ class DPIGModel(DPIGTasksMixin, BaseModel):
                     loss = -bare(phi(self.z)).float().mean()
                     return loss, {f"Phi_{factor}": loss}
 
-                try:
+                with self.frozen(bare):
                     self.train_step(opt_phi, mapping_terms)
-                finally:
-                    self.set_requires_grad(bare, True)
             for _ in range(self.opt.critic_iters):
                 self.batch = {"z": torch.randn(count, dim, device=self.device) * NOISE_STD, "real": reals[factor]}
                 self.use_part(slice(None))

@@ -178,7 +178,6 @@ class LGANModel(BaseModel):
     def optimize_generator(self) -> None:
         """G step on -mean D(G(z')) with fresh z'; D is frozen (the bare module: no DDP sync, no gradients)."""
         net_d = unwrap(self.netD)
-        self.set_requires_grad(net_d, False)
 
         def compute(micro: MicroBatch) -> LossTerms:
             self.z = self.sample_z(self.gfv.shape[0])
@@ -186,10 +185,8 @@ class LGANModel(BaseModel):
             loss = generator_term(net_d(self.fake))
             return loss, {"G": loss}
 
-        try:
+        with self.frozen(net_d):
             self.train_step(self.optimizer_G, compute)
-        finally:
-            self.set_requires_grad(net_d, True)
 
     # --- reporting -------------------------------------------------------------------------------------
 

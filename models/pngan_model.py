@@ -123,7 +123,6 @@ class PNGANModel(BaseModel):
         """G step on L_G. D judges Ĝ frozen (the bare module: no parameter gradients, no DDP sync), so nothing
         of L_G reaches D's step. Returns each micro-batch's detached Ĝ."""
         net_d = unwrap(self.netD)
-        self.set_requires_grad(net_d, False)
         fakes: list[torch.Tensor] = []
 
         def compute(micro: MicroBatch) -> LossTerms:
@@ -131,10 +130,8 @@ class PNGANModel(BaseModel):
             fakes.append(self.fake_image.detach())
             return self.criterion.generator(net_d, self.fake_image, self.target_image, self.source_image)
 
-        try:
+        with self.frozen(net_d):
             self.train_step(self.optimizer_G, compute)
-        finally:
-            self.set_requires_grad(net_d, True)
         return fakes
 
     def optimize_discriminator(self, fakes: list[torch.Tensor]) -> None:
