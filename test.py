@@ -7,6 +7,11 @@ target pose | generated in <results_dir>/web/ (skipped with --only_generated).
 `--canonical_poses poses.csv` (pose normalisation, PN-GAN) renders every image of <dataroot>/<phase>/ (or
 `--image_list`) in each canonical pose k instead: `<stem>_2_canon<k>_vis.jpg` (`--legacy_names`: the official
 `<stem>_to_<k>.png`), with panels source | canonical pose | generated (data/canonical_poses.py builds the items).
+
+A results folder holds one checkpoint's result set, so that metrics never score a mix of two models:
+`results_of.txt` records the run, the checkpoint (its weight files' sha256), the items and how many were asked
+for. Another checkpoint's set, or a smaller one, is refused unless --overwrite, which first removes the old set
+(util/results_dir.py); the identical command, or more pairs of the same checkpoint, may run again.
 """
 from __future__ import annotations
 
@@ -22,14 +27,16 @@ from data.canonical_poses import CanonicalPoseDataset
 from data.geometry import uint8_to_dataset_frame
 from models import allow_compile_fallback, create_model, find_model_class
 from options.test_options import TestOptions
+from util.checkpoint import seed_everything
 from util.cpu_memory import set_cpu_memory_policy
 from util.distributed import build_context
-from util.html import HTML
 from util.image import save_image, uint8_to_tensor
 from util.io import report_input_errors
 from util.patn_drawing import skeleton_tile
 from util.pose_drawing import draw_skeleton
-from util.results_dir import claim_results_dir as claim_folder
+from util.result_pages import ResultPages
+from util.resources import set_torch_threads
+from util.results_dir import check_results_path, claim_results_dir as claim_folder, items_digest, weights_identity
 
 PANEL_LABELS = ("source", "source pose", "target", "target pose", "generated")
 CANONICAL_LABELS = ("source", "canonical pose", "generated")
@@ -47,10 +54,31 @@ def skeleton_images(keypoints: torch.Tensor, like: torch.Tensor) -> torch.Tensor
     return torch.stack(drawn).to(like.device)
 
 
-def claim_results_dir(opt) -> None:
-    """Refuse to mix results: a folder holding another run's or epoch's images needs --overwrite."""
-    owner = f"name: {opt.name}\nmodel: {opt.model}\nwhich_epoch: {opt.which_epoch}\n"
-    claim_folder(opt.results_dir, owner, opt.overwrite)
+def item_list(opt, dataset) -> str:
+    """The items test.py renders, by content: the pairs (or images x canonical poses) and where they live."""
+    if isinstance(dataset, CanonicalPoseDataset):
+        items = (dataset.names, [p.tolist() for p in dataset.poses])
+    else:
+        items = getattr(dataset, "pairs", None)
+    root = Path(opt.dataroot).resolve() if getattr(opt, "dataroot", None) else None
+    digest = f" sha256 {items_digest(items)}" if items is not None else ""
+    return f"{len(dataset)} of {root} phase {opt.phase}{digest}"
+
+
+def results_owner(opt, model, dataset) -> str:
+    """The marker of a results folder: the run, the checkpoint by its weights' content (so more training
+    under the same tag is another owner), the items and the output form."""
+    form = f"{opt.result_layout} {opt.image_format}" + (" legacy_names" if opt.legacy_names else "")
+    lines = [f"name: {opt.name}", f"model: {opt.model}", f"which_epoch: {opt.which_epoch}",
+             f"checkpoint: {weights_identity(model.save_dir, str(opt.which_epoch))}",
+             f"items: {item_list(opt, dataset)}", f"output: {form}"]
+    return "\n".join(lines) + "\n"
+
+
+def claim_results_dir(opt, model, dataset, total: int) -> None:
+    """Refuse to mix result sets: a folder holding another checkpoint's results, or more results of this one,
+    needs --overwrite (which replaces the whole set)."""
+    claim_folder(opt.results_dir, results_owner(opt, model, dataset), opt.overwrite, total)
 
 
 class ResultWriter:
@@ -65,8 +93,8 @@ class ResultWriter:
         self.results_dir.mkdir(parents=True, exist_ok=True)
         self.html = None
         if not opt.only_generated:
-            self.html = HTML(self.results_dir / "web", f"{opt.name} ({opt.model}), epoch {opt.which_epoch}")
-            self.html.add_header(" | ".join(self.labels))
+            self.html = ResultPages(self.results_dir / "web", f"{opt.name} ({opt.model}), epoch {opt.which_epoch}",
+                                    " | ".join(self.labels), opt.page_size)
         self.count = 0
 
     def names(self, batch: dict) -> list[str]:
@@ -98,7 +126,7 @@ class ResultWriter:
                 panel = np.concatenate([t[i] for t in tiles], axis=1)
                 link = f"panels/{Path(name).stem}.jpg"
                 save_image(panel, self.results_dir / "web" / link)
-                self.html.add_images([link], [name], [link], width=panel.shape[1] * 2)
+                self.html.add(link, name, (panel.shape[1] * 2, panel.shape[0] * 2))
         self.count += len(batch["source_name"])
 
     def close(self) -> str:
@@ -142,8 +170,8 @@ class PanelWriter:
         self.opt = opt
         self.dataset = dataset
         self.results_dir = Path(opt.results_dir)
-        self.html = HTML(self.results_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, "
-                                           f"Epoch = {opt.which_epoch}")
+        self.html = ResultPages(self.results_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, "
+                                                  f"Epoch = {opt.which_epoch}", page_size=opt.page_size)
         self.count = 0
 
     def skeletons(self, maps: torch.Tensor) -> np.ndarray:
@@ -159,8 +187,9 @@ class PanelWriter:
         for i, (source, target) in enumerate(zip(batch["source_name"], batch["target_name"])):
             name = f"{source}___{target}_vis.jpg"
             save_image(np.concatenate([t[i] for t in tiles], axis=1), self.html.get_image_dir() / name)
-            self.html.add_header(f"{source}___{Path(target).stem}")
-            self.html.add_images([f"images/{name}"], ["vis"], [f"images/{name}"], width=self.opt.display_winsize)
+            width = self.opt.display_winsize  # the panel at PATN's page width, its aspect kept
+            self.html.add(f"images/{name}", f"{source}___{Path(target).stem}",
+                          (width, round(width * tiles[0].shape[1] / (5 * tiles[0].shape[2]))))
         self.count += len(batch["source_name"])
 
     def close(self) -> str:
@@ -173,21 +202,24 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, generate, return the exit status (2 for bad input)."""
     options = TestOptions()
     opt = options.parse(argv)
+    check_results_path(opt.results_dir)
     set_cpu_memory_policy(opt.cpu_memory)
+    set_torch_threads(opt.torch_threads)
     if opt.compile:
         allow_compile_fallback()
     ctx = build_context(opt.gpu_ids)
+    seed_everything(opt.seed)  # --seed: whatever a model samples at test time (noise, drawn poses) repeats
     dataset = build_dataset(opt)
     loader = create_dataloader(opt, ctx, dataset)
     model = create_model(opt, ctx)
     model.setup()
+    total = int(min(opt.how_many, len(dataset)))
     writer = model.test_writer(dataset)  # a model's own output mode (PG2: --export_gfv), or None
     if writer is None:
-        claim_results_dir(opt)
+        claim_results_dir(opt, model, dataset, total)
         writers = {"patn5": PanelWriter, "single": CanonicalWriter if opt.canonical_poses else ResultWriter}
         writer = writers[opt.result_layout](opt, dataset)
     options.save(opt)
-    total = int(min(opt.how_many, len(dataset)))
     with tqdm(total=total, unit="img", dynamic_ncols=True) as bar:
         for batch in loader:
             keep = min(len(batch["source_name"]), total - writer.count)

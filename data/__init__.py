@@ -1,9 +1,12 @@
 """Dataset registry: `--dataset_mode <name>` loads data/<name>_dataset.py::<Name>Dataset."""
 from __future__ import annotations
 
+import random
+import signal
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -35,12 +38,19 @@ def create_dataset(opt) -> BaseDataset:
     return find_dataset_class(opt.dataset_mode)(opt)
 
 
-def _seed_worker(worker_id: int) -> None:
-    """Give numpy and random in each worker a seed derived from torch's per-worker seed."""
-    import random
+def _end_worker_quietly(signum: int, frame) -> None:
+    """A worker's SIGTERM ends its loop the way torch's worker handles Ctrl-C: a clean exit (status 0)."""
+    raise KeyboardInterrupt
 
-    import numpy as np
 
+def _init_worker(worker_id: int) -> None:
+    """Seed numpy and random in each worker from torch's per-worker seed, and keep the stop signals from
+    failing the run. Ctrl-C in a terminal (or a scheduler's SIGTERM to the job) reaches every process of the
+    group; the main process then saves at the next step boundary. A worker ignores SIGINT (it keeps serving
+    batches until then) and ends cleanly on SIGTERM (which is also how the main process ends its workers), so
+    torch never reports a worker killed by a signal in the middle of that save."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_worker_quietly)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -71,6 +81,6 @@ def create_dataloader(opt, ctx, dataset: BaseDataset | None = None) -> DataLoade
         drop_last=train and opt.last_batch == "drop",
         pin_memory=ctx.device.type == "cuda",
         persistent_workers=workers > 0,
-        worker_init_fn=_seed_worker,
+        worker_init_fn=_init_worker,
         generator=torch.Generator().manual_seed(opt.seed + ctx.rank),
     )

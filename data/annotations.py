@@ -2,6 +2,7 @@
 
 annotation: header `name:keypoints_y:keypoints_x`; rows `name: [18 ys]: [18 xs]`; -1 = missing.
 pairs:      header `from,to`; rows `source,target`.
+Files are read as UTF-8 with or without a byte-order mark (util/text_files.py).
 """
 from __future__ import annotations
 
@@ -12,18 +13,20 @@ from pathlib import Path
 import numpy as np
 
 from util.io import InputError, atomic_write_text, raise_problems
+from util.text_files import read_text_lines
 
 NUM_KEYPOINTS = 18
 ANNOTATION_HEADER = "name:keypoints_y:keypoints_x"
 PAIRS_HEADER = "from,to"
 MISSING = -1
+MAX_COORDINATE = 100_000  # pixels; a larger coordinate is a broken file, not a photo (and overflows int64 later)
 
 
 def _csv_lines(path: Path, header: str, kind: str) -> list[str]:
     """The file's lines after checking that it exists and starts with `header` (spaces ignored)."""
     if not path.is_file():
         raise InputError(f"{kind} {path} not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text_lines(path)
     if not lines or lines[0].replace(" ", "") != header:
         found = lines[0][:60] if lines else "an empty file"
         raise InputError(f"{path.name}: header must be {header!r}, found {found!r}")
@@ -33,12 +36,18 @@ def _csv_lines(path: Path, header: str, kind: str) -> list[str]:
 def _parse_list(text: str, path: Path, row: int, column: str) -> list[int]:
     try:
         values = json.loads(text)
-    except json.JSONDecodeError:
+    except ValueError:  # JSONDecodeError, or an integer of more than 4300 digits
         raise InputError(f"{path.name} row {row}: {column} is not a list of integers: {text.strip()[:60]!r}") from None
     if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         raise InputError(f"{path.name} row {row}: {column} must hold integers, got {text.strip()[:60]!r}")
     if len(values) != NUM_KEYPOINTS:
         raise InputError(f"{path.name} row {row}: {column} has {len(values)} values, expected {NUM_KEYPOINTS}")
+    huge = [v for v in values if abs(v) > MAX_COORDINATE]
+    if huge:
+        digits = str(abs(huge[0]))
+        shown = str(huge[0]) if len(digits) <= 30 else f"{'-' * (huge[0] < 0)}{digits[:20]}... ({len(digits)} digits)"
+        raise InputError(f"{path.name} row {row}: {column} value {shown} is out of range (at most "
+                         f"{MAX_COORDINATE} pixels)")
     return values
 
 

@@ -23,8 +23,9 @@ from data.geometry import (FRAMES, images_to_dataset_frame, image_to_network, ke
                            uint8_to_dataset_frame)
 from data.keypoints import (DPIG_MASK_RADIUS, KEYPOINT_NAMES, MASK_RECIPES, body_mask, disc_pose_maps, drop_outside,
                             flip_keypoints, gaussian_heatmaps, pixel_pose_maps, visible)
-from util.image import tensor_to_uint8, uint8_to_tensor
+from util.image import SUPPORTED_MODES, read_rgb, tensor_to_uint8, uint8_to_tensor
 from util.io import InputError, raise_problems
+from util.run_options import mark_run_shaping
 
 POSE_ENCODINGS = ("gaussian", "pixel", "tf_disc")
 KEYPOINTS_OUTSIDE = ("error", "missing", "draw")
@@ -80,9 +81,13 @@ def add_pose_options(parser: argparse.ArgumentParser, is_train: bool) -> argpars
                         "official map scripts draw it)")
     g.add_argument("--resize_mismatched", action="store_true",
                    help="resize images whose size differs from the dataset's (default: such images are an error)")
-    g.add_argument("--flip_prob", type=float, default=0.0,
-                   help="training only: probability of mirroring a pair (source and target together, "
-                        "left/right keypoints swapped)")
+    mark_run_shaping(g, "pose_encoding", "pose_sigma")  # the pose maps a trained network reads
+    if is_train:  # test.py never flips: the flag is a training option there
+        g.add_argument("--flip_prob", type=float, default=0.0,
+                       help="probability of mirroring a training pair (source and target together, "
+                            "left/right keypoints swapped)")
+    else:
+        parser.set_defaults(flip_prob=0.0)
     return parser
 
 
@@ -92,6 +97,7 @@ def add_frame_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--fashion_frame", type=str, default="native", choices=FRAMES,
                         help="network frame for DeepFashion: native 256x176 (PATN), pad256 (40 white columns each "
                              "side, PG2) or stretch256 (resized to 256x256, official DPTN)")
+    mark_run_shaping(parser, "fashion_frame")
     return parser
 
 
@@ -129,7 +135,9 @@ _JPEG_COMPONENTS = {1: "L", 3: "RGB", 4: "CMYK"}
 def _jpeg_png_header(head: bytes) -> tuple[int, int, str] | None:
     """(width, height, PIL-style mode) from the first bytes of a JPEG or PNG file, or None to let PIL decide."""
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 26:
-        mode = _PNG_COLOUR_TYPES.get(head[25], "?")
+        depth, mode = head[24], _PNG_COLOUR_TYPES.get(head[25], "?")
+        if mode == "L" and depth != 8:  # PIL reads 16-bit grey as I;16 and 1-bit as 1
+            mode = {16: "I;16", 1: "1"}.get(depth, "L")
         return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), mode
     if head[:2] != b"\xff\xd8":
         return None
@@ -172,9 +180,10 @@ def read_image_size(path: Path) -> tuple[int, int]:
 
 
 def is_truncated(path: Path) -> bool:
-    """True when a JPEG lacks its end-of-image marker or a PNG its IEND chunk (a cut-off copy or download).
+    """True when a JPEG lacks its end-of-image marker or a PNG its IEND chunk at the end of the file.
 
-    Reads only the last bytes, so start-up can check every image; other formats are not judged.
+    Reads only the last bytes, so start-up can check every image; other formats are not judged. A file
+    that is merely followed by other bytes (valid for JPEG) also answers True: decode it to be sure.
     """
     with open(path, "rb") as f:
         head = f.read(8)
@@ -187,6 +196,16 @@ def is_truncated(path: Path) -> bool:
     if head == b"\x89PNG\r\n\x1a\n":
         return b"IEND" not in tail
     return False
+
+
+def _check_cut(path: Path) -> None:
+    """A file without its end marker at the very end: decoded in full, it is either a JPEG followed by other
+    bytes (accepted) or a cut-off copy (InputError naming it)."""
+    try:
+        read_rgb(path)
+    except InputError as exc:
+        raise InputError(f"{path}: the image file is truncated or damaged: {str(exc).removeprefix(f'{path}: ')}") \
+            from None
 
 
 def _listing(names: list[str], rows: dict[str, int], pairs_name: str) -> str:
@@ -286,14 +305,17 @@ class PairDataset(BaseDataset):
             except (UnidentifiedImageError, OSError) as exc:
                 raise InputError(f"{path}: not a readable image ({exc})") from None
             if is_truncated(path):
-                raise InputError(f"{path}: the image file is truncated (no end marker); copy it again")
+                _check_cut(path)
+            if mode not in SUPPORTED_MODES and mode != "?":  # "?": PIL decides when the image is loaded
+                raise InputError(f"{path}: image mode {mode} is not supported; convert it to 8-bit RGB")
             if (w, h) != (width, height):
                 wrong.append((name, w, h))
             if mode != "RGB":
                 not_rgb.append((name, mode))
         if not_rgb:
             print(f"warning: {len(not_rgb)} image(s) in {self.image_dir} are not RGB (first: {not_rgb[0][0]}, "
-                  f"{not_rgb[0][1]}); they are converted to RGB when loaded")
+                  f"{not_rgb[0][1]}); they are converted to RGB when loaded (16-bit and float images scaled "
+                  "to 8 bits, transparency composited on white)")
         if wrong and not self.opt.resize_mismatched:
             name, w, h = wrong[0]
             more = f" ({len(wrong)} images have a wrong size)" if len(wrong) > 1 else ""
@@ -324,7 +346,7 @@ class PairDataset(BaseDataset):
 
     def _load(self, name: str, flip: bool) -> tuple[Image.Image, np.ndarray]:
         """The image and its keypoints in the dataset frame, mirrored if `flip`."""
-        image = Image.open(self.image_dir / name).convert("RGB")
+        image = read_rgb(self.image_dir / name)  # fully decoded: damaged data is an InputError naming the file
         if name in self.mismatched:  # only with --resize_mismatched
             image = image.resize(self.image_size[::-1], Image.Resampling.BILINEAR)
         keypoints = self.keypoints[name]
@@ -363,8 +385,12 @@ class PairDataset(BaseDataset):
     def __getitem__(self, item: int | tuple[int, int]) -> dict:
         """The pair `item` (an index, or (index, epoch)) as a dict of network-frame tensors and names."""
         index, epoch = item if isinstance(item, tuple) else (item, None)
+        return self.item(index, self.flip_coin(index, epoch))
+
+    def item(self, index: int, flip: bool) -> dict:
+        """Pair `index`, mirrored if `flip`: what __getitem__ returns when the coin says `flip` (DPIG's stage-II
+        cache encodes both mirror states of every image)."""
         source_name, target_name = self.pairs[index]
-        flip = self.flip_coin(index, epoch)
         source, source_kps = self._load(source_name, flip)
         target, target_kps = self._load(target_name, flip)
         return self.make_item(source, source_kps, target, target_kps, source_name, target_name)

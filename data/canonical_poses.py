@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from data.annotations import MISSING, NUM_KEYPOINTS, read_annotations
 from data.base_dataset import BaseDataset, PairDataset, read_image_header
 from data.synthetic_dataset import READERS  # opt.data_format -> the reader (geometry and file names)
+from util.image import read_rgb
 from util.io import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -126,7 +127,7 @@ class CanonicalPoseDataset(BaseDataset):
         index = item[0] if isinstance(item, tuple) else item
         name = self.names[index // len(self.poses)]
         k = index % len(self.poses)
-        image = Image.open(self.folder / name).convert("RGB")
+        image = read_rgb(self.folder / name)
         out = self.frames.make_item(image, self.source_keypoints[name], image, self.poses[k], name,
                                     canonical_name(k + 1))
         out.pop("target_image")  # there is no target photo; only its pose

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from data.annotations import MISSING, NUM_KEYPOINTS
+from util.image import to_rgb
 from util.io import InputError
 
 # room around the keypoint extent, as fractions of its height: above the eyes/nose for the head's top,
@@ -71,7 +72,7 @@ class Framing:
         """
         top, left, bottom, right = self.box
         y0, x0, y1, x1 = math.floor(top), math.floor(left), math.ceil(bottom), math.ceil(right)
-        photo = np.asarray(image.convert("RGB"))
+        photo = np.asarray(to_rgb(image))
         h, w = photo.shape[:2]
         # the photo's pixels inside the integer box, then padding up to the box
         iy0, ix0, iy1, ix1 = max(y0, 0), max(x0, 0), min(y1, h), min(x1, w)

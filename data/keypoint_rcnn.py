@@ -1,7 +1,7 @@
 """Poses from photos with torchvision's Keypoint R-CNN (ResNet-50 FPN, COCO), converted to our COCO-18 order.
 
-The weights are never downloaded: they come from `--pose_weights` or the torch hub cache
-(`keypointrcnn_resnet50_fpn_coco-fc266e95.pth`, torchvision's COCO_V1 weights). `random_weights=True` (the
+The weights (`keypointrcnn_resnet50_fpn_coco-fc266e95.pth`, torchvision's COCO_V1) come from `--pose_weights`
+or the torch hub cache, downloaded there on first use (util/weights.py; `--no_download` turns it off). `random_weights=True` (the
 `--pose_random_weights` switch) builds the network with random weights instead, loudly: for tests only.
 """
 from __future__ import annotations
@@ -14,11 +14,12 @@ import torch
 from PIL import Image
 
 from data.pose_formats import Pose, convert_keypoints
+from util.image import to_rgb
 from util.io import InputError
-from util.weights import hub_checkpoint_dir, load_state_dict_file, local_weights, warn_random_weights
+from util.weights import KEYPOINT_RCNN, ensure_weights, load_state_dict_file, warn_random_weights
 
-WEIGHTS_URL = "https://download.pytorch.org/models/keypointrcnn_resnet50_fpn_coco-fc266e95.pth"
-WEIGHTS_FILE = WEIGHTS_URL.rsplit("/", 1)[-1]
+WEIGHTS_URL = KEYPOINT_RCNN.url
+WEIGHTS_FILE = KEYPOINT_RCNN.filename
 KEYPOINT_THRESHOLD = 2.0  # keypoint scores are heatmap logits; Detectron draws keypoints above 2
 PERSON_THRESHOLD = 0.5
 DETECTIONS = 4  # the keypoint head runs per detection: keep only the best few (we use one)
@@ -26,16 +27,13 @@ POSE_FILE_HINT = ("or give the pose as a file instead, which needs no estimator:
                   ".csv row (scripts.transfer: --source_pose, --target, --target_dir)")
 
 
-def keypoint_rcnn_weights(explicit: str | os.PathLike | None) -> Path:
-    """Where the COCO weights are: `explicit` (a file or a folder holding it) or the hub cache; else InputError."""
+def keypoint_rcnn_weights(explicit: str | os.PathLike | None, download: bool = True) -> Path:
+    """Where the COCO weights are: `explicit` (a file or a folder holding it) or the hub cache (fetched when
+    missing); else one InputError that also says a pose file needs no estimator."""
     try:
-        return local_weights(WEIGHTS_FILE, explicit, "--pose_weights", "Keypoint R-CNN weights")
-    except InputError:
-        where = Path(explicit) if explicit is not None else hub_checkpoint_dir() / WEIGHTS_FILE
-        where = where / WEIGHTS_FILE if where.is_dir() else where
-        raise InputError(f"missing Keypoint R-CNN weights {where}: download {WEIGHTS_URL} on a connected "
-                         f"machine into {hub_checkpoint_dir()}/ (the torch hub cache) or pass --pose_weights "
-                         f"<file>; {POSE_FILE_HINT}") from None
+        return ensure_weights([KEYPOINT_RCNN], download, explicit)[0]
+    except InputError as exc:
+        raise InputError(f"{exc}; {POSE_FILE_HINT}") from None
 
 
 class KeypointRCNNEstimator:
@@ -47,13 +45,13 @@ class KeypointRCNNEstimator:
     def __init__(self, weights: str | os.PathLike | None = None, random_weights: bool = False,
                  keypoint_threshold: float = KEYPOINT_THRESHOLD, person_threshold: float = PERSON_THRESHOLD,
                  min_size: int = 800, max_size: int = 1333, device: torch.device | str = "cpu",
-                 seed: int = 0) -> None:
+                 seed: int = 0, download: bool = True) -> None:
         from torchvision.models.detection import keypointrcnn_resnet50_fpn  # only photos need torchvision's detector
 
         self.keypoint_threshold = keypoint_threshold
         self.person_threshold = person_threshold
         self.device = torch.device(device)
-        path = None if random_weights else keypoint_rcnn_weights(weights)  # fail before building anything
+        path = None if random_weights else keypoint_rcnn_weights(weights, download)  # fail before building
         with torch.random.fork_rng(devices=[]):  # random init must not move the caller's RNG streams
             torch.manual_seed(seed)
             # weights=None and weights_backbone=None: torchvision must not try to download anything
@@ -84,7 +82,7 @@ class KeypointRCNNEstimator:
     @torch.no_grad()
     def detect(self, image: Image.Image) -> dict[str, torch.Tensor]:
         """The detector's raw output for one RGB photo (boxes, scores, keypoints, keypoints_scores)."""
-        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        array = np.asarray(to_rgb(image), dtype=np.float32) / 255.0  # 16-bit photos scaled, not clipped
         tensor = torch.from_numpy(array).permute(2, 0, 1).to(self.device)  # (3, H, W) in [0, 1]
         return {k: v.cpu() for k, v in self.net([tensor])[0].items()}
 

@@ -32,6 +32,7 @@ from data.annotations import read_pairs
 from data.base_dataset import BaseDataset, read_image_header
 from data.identity_sampler import NaiveIdentitySampler
 from util.distributed import print0
+from util.image import read_rgb
 from util.io import InputError
 
 MARKET_NAME = re.compile(r"^(-?\d+)_c(\d)")
@@ -237,8 +238,7 @@ class MarketReidDataset(BaseDataset):
             self._draws += 1
         item = self.items[index]
         rng = np.random.default_rng([self.opt.seed % 2**32, epoch + 1, slot, 0xB07])
-        with Image.open(item.path) as image:
-            tensor = train_transform(image.convert("RGB"), self.size, rng)
+        tensor = train_transform(read_rgb(item.path), self.size, rng)  # damaged data: InputError naming it
         return {"image": tensor, "pid": self.labels[index], "camid": item.camid, "name": item.name}
 
 

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from data.annotations import MISSING, NUM_KEYPOINTS, read_annotations
+from data.annotations import MAX_COORDINATE, MISSING, NUM_KEYPOINTS, read_annotations
+from util.image import read_rgb
 from util.io import InputError
+from util.text_files import read_text
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 POSE_SUFFIXES = (".json", ".csv")
@@ -81,6 +83,19 @@ def convert_keypoints(xyc: np.ndarray, threshold: float = JSON_THRESHOLD, origin
     return out
 
 
+def check_values(xyc: np.ndarray, origin: str) -> None:
+    """Every (x, y, confidence) value is finite and every coordinate within +-MAX_COORDINATE pixels, so that
+    no crop or map is ever sized from a broken file; InputError naming the keypoint otherwise."""
+    bad = ~np.isfinite(xyc)
+    bad[:, :2] |= np.abs(np.nan_to_num(xyc[:, :2])) > MAX_COORDINATE
+    if bad.any():
+        k, j = (int(v) for v in np.argwhere(bad)[0])
+        what = ("x", "y", "confidence")[j]
+        raise InputError(f"{origin}: keypoint {k} (in the file's order) {what} = {xyc[k, j]:g} is "
+                         f"{'not a finite number' if not np.isfinite(xyc[k, j]) else 'out of range'} "
+                         f"(coordinates are pixels, at most {MAX_COORDINATE})")
+
+
 def _candidates(document, path: Path) -> list[list]:
     """Every person's flat keypoint list in an OpenPose or COCO-results JSON document."""
     if isinstance(document, dict) and "people" in document:  # OpenPose --write_json
@@ -110,9 +125,10 @@ def read_openpose_json(path: str | Path, threshold: float = JSON_THRESHOLD) -> P
     path = Path(path)
     if not path.is_file():
         raise InputError(f"pose file {path} not found")
+    text = read_text(path)  # BOM-tolerant; a non-UTF-8 byte is an InputError naming its line
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        document = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
         raise InputError(f"{path}: not valid JSON ({exc})") from None
     people = _candidates(document, path)
     if not people:
@@ -123,8 +139,12 @@ def read_openpose_json(path: str | Path, threshold: float = JSON_THRESHOLD) -> P
             flat = np.asarray(values, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
             raise InputError(f"{path}: person {i}: keypoints must be a list of numbers") from None
+        except OverflowError:  # an integer beyond float64
+            raise InputError(f"{path}: person {i}: a keypoint value is out of range (coordinates are pixels, at "
+                             f"most {MAX_COORDINATE})") from None
         if flat.size % 3:
             raise InputError(f"{path}: person {i}: {flat.size} keypoint values; {EXPECTED_COUNTS}")
+        check_values(flat.reshape(-1, 3), f"{path}: person {i}")
         keypoints = convert_keypoints(flat.reshape(-1, 3), threshold, f"{path}: person {i}")
         score = float(np.nansum(flat.reshape(-1, 3)[:, 2]))
         if score > best_score:
@@ -176,13 +196,7 @@ def read_photo(path: str | Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image {path} not found")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-            return upright.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable image ({exc})") from None
+    return read_rgb(path, upright=True)  # damaged data and unknown modes are refused, naming the file
 
 
 def read_pose(spec: str, estimator: Callable[[Image.Image, str], Pose] | None = None,

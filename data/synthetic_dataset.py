@@ -17,6 +17,7 @@ from data.base_dataset import PairDataset, dataroot_path
 from data.fashion_dataset import FashionDataset
 from data.market_dataset import MarketDataset, add_market_frame_default
 from util.io import InputError, atomic_write_text
+from util.run_options import mark_run_shaping
 
 MARKER = ".synthetic_complete.json"  # written last: its presence means the folder is complete
 READERS = {"market": MarketDataset, "fashion": FashionDataset}
@@ -74,6 +75,7 @@ class SyntheticDataset(PairDataset):
                        help="file layout and image size of the synthetic data: market 128x64 or fashion 256x176")
         g.add_argument("--synthetic_people", type=int, default=24,
                        help="number of synthetic identities to render")
+        mark_run_shaping(g, "synthetic_format")  # a run trained on one flavour tests on it unless told
         return parser
 
     @staticmethod

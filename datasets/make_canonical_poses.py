@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from data.annotations import MISSING, read_annotations, write_annotations
+from datasets.staging import check_out_path, check_positive
 from util.io import InputError, atomic_write_text, report_input_errors
 from util.pose_drawing import LIMBS
 
@@ -104,15 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=8, help="number of canonical poses (the paper: 8)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
-    if args.out.exists() and not args.overwrite:
-        raise InputError(f"{args.out} exists; pass --overwrite to replace it")
-    if args.k < 1:
-        raise InputError(f"--k must be >= 1, got {args.k}")
+    for option in ("k", "height", "width"):
+        check_positive(getattr(args, option), f"--{option}")
+    sources = args.out.with_suffix(".sources.txt")
+    for path, option in ((args.out, "--out"), (sources, "--out (its .sources.txt)")):
+        check_out_path(path, "file", option)
+        if path.exists() and not args.overwrite:
+            raise InputError(f"{path} exists; pass --overwrite to replace it")
     annotations = read_annotations(args.annotations)
     poses = canonical_poses(annotations, args.height, args.width, args.k)
     used = sum(pose_features(kps, args.height, args.width) is not None for kps in annotations.values())
     write_annotations(args.out, {f"canon_{i}.jpg": kps for i, (_, kps, _) in enumerate(poses, start=1)})
-    atomic_write_text(args.out.with_suffix(".sources.txt"),
+    atomic_write_text(sources,
                       sources_text(args.annotations, poses, used, args.height, args.width))
     print(f"wrote {len(poses)} canonical poses to {args.out} (cluster sizes {[s for _, _, s in poses]})")
     return 0

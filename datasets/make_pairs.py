@@ -17,6 +17,7 @@ from pathlib import Path
 
 from data.annotations import write_pairs
 from data.pairs import FASHION_MIN_KEYPOINTS, FORMATS, MARKET_TEST_SAMPLE, make_pairs
+from datasets.staging import check_out_path, check_positive
 from util.io import InputError, report_input_errors
 
 
@@ -35,10 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random_state of the subset (the reference uses 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
+    check_positive(args.test_sample, "--test_sample")
+    if args.min_keypoints is not None and not 0 <= args.min_keypoints <= 18:
+        raise InputError(f"--min_keypoints must be in 0..18, got {args.min_keypoints}")
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
+    check_out_path(args.out, "file")
     if args.out.exists() and not args.overwrite:
         raise InputError(f"{args.out} exists; pass --overwrite to replace it")
     pairs = make_pairs(args.annotation, args.fmt, args.test_sample, args.min_keypoints, args.seed)
-    write_pairs(args.out, pairs)
+    write_pairs(args.out, pairs)  # atomic: a temp file beside --out, renamed when complete
     print(f"wrote {len(pairs)} pairs to {args.out}")
     return 0
 

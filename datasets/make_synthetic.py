@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from data.synthetic_build import DEFAULT_IMAGES_PER_PERSON, FORMATS, make_synthetic_dataset
+from datasets.staging import check_out_path, check_positive
 from util.io import report_input_errors
 
 
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test_fraction", type=float, default=0.25, help="share of identities in test")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     args = parser.parse_args(argv)
+    check_positive(args.people, "--people")
+    check_positive(args.images_per_person, "--images_per_person")
+    check_out_path(args.out, "folder")
+    # the builder writes into a temp folder beside --out and renames it into place when complete
     summary = make_synthetic_dataset(args.out, args.fmt, args.people, args.seed, args.images_per_person,
                                      args.test_fraction, args.overwrite)
     print(f"{args.fmt} synthetic dataset in {args.out}: "

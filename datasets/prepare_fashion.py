@@ -22,7 +22,10 @@ from PIL import Image
 
 from datasets.prepare_market import (SHOW, install_annotations, plan_annotations, print_annotation_report,
                                      refuse_existing)
+from datasets.staging import check_out_path, publish_folder, staging_folder
+from util.image import read_rgb
 from util.io import InputError, report_input_errors
+from util.text_files import read_text_lines
 
 HEIGHT, WIDTH = 256, 176
 CROP = (40, 0, 216, 256)  # (left, top, right, bottom) of a 256x256 raw image
@@ -96,8 +99,8 @@ def index_raw_tree(img_dir: Path) -> dict[str, Path]:
 
 
 def read_list(path: Path) -> list[str]:
-    """Image names of a `.lst` file, one per line."""
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """Image names of a `.lst` file, one per line (UTF-8, a BOM allowed)."""
+    names = [line.strip() for line in read_text_lines(path) if line.strip()]
     if not names:
         raise InputError(f"{path} lists no images")
     return names
@@ -130,6 +133,7 @@ def prepare_fashion(raw: str | Path, out: str | Path, train_lst: str | Path | No
                     annotations: str | Path | None = None) -> dict:
     """Crop/rename the listed raw images into `out/{train,test}`; returns counts, matches and CSV checks."""
     raw, out = Path(raw), Path(out)
+    check_out_path(out, "folder")
     img_dir = find_img_dir(raw)
     lists = {"train": Path(train_lst) if train_lst else find_list(raw, "train.lst"),
              "test": Path(test_lst) if test_lst else find_list(raw, "test.lst")}
@@ -152,20 +156,22 @@ def prepare_fashion(raw: str | Path, out: str | Path, train_lst: str | Path | No
     targets = [out / split / name for split, pairs in matched.items() for name, _ in pairs]
     refuse_existing(targets + [out / name for name in plan], overwrite)
     resized = []
-    for split, pairs in matched.items():
-        (out / split).mkdir(parents=True, exist_ok=True)
-        for name, src in pairs:
-            with Image.open(src) as image:
-                result, was_resized = to_176(image)
-            if was_resized:
-                resized.append(name)
-            _save_jpeg(result, out / split / name)
     summary = {"img_dir": str(img_dir), "out": str(out), "resized": resized,
                **{split: len(pairs) for split, pairs in matched.items()},
                **{f"{split}_listed": len(matched[split]) + len(unmatched[split]) for split in matched},
                **{f"{split}_unmatched": unmatched[split] for split in matched}}
-    if annotations is not None:
-        summary["annotations"] = install_annotations(plan, annotations, out, FASHION_CSVS)
+    with staging_folder(out) as stage:  # published only when every image is written
+        for split, pairs in matched.items():
+            (stage / split).mkdir()
+            for name, src in pairs:
+                with read_rgb(src) as image:  # a corrupt raw image: one line naming it, nothing published
+                    result, was_resized = to_176(image)
+                if was_resized:
+                    resized.append(name)
+                _save_jpeg(result, stage / split / name)
+        if annotations is not None:
+            summary["annotations"] = install_annotations(plan, annotations, out, FASHION_CSVS, stage)
+        publish_folder(stage, out)
     return summary
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from data.annotations import read_annotations, read_pairs, write_pairs
 from data.pairs import market_pairs
+from datasets.staging import check_out_path, publish_folder, refuse_unwritable, staging_folder
+from util.image import read_rgb
 from util.io import InputError, report_input_errors
 
 SPLIT_FOLDERS = {"train": "bounding_box_train", "test": "bounding_box_test"}
@@ -66,7 +68,9 @@ def place_file(src: Path, dst: Path, link: bool) -> None:
 
 
 def refuse_existing(targets: list[Path], overwrite: bool) -> None:
-    """InputError when any target exists and --overwrite was not given (checked before writing anything)."""
+    """InputError when any target exists and --overwrite was not given, or is a folder (checked before writing
+    anything)."""
+    refuse_unwritable(targets)
     if overwrite:
         return
     existing = [t for t in targets if t.exists() or t.is_symlink()]
@@ -75,10 +79,16 @@ def refuse_existing(targets: list[Path], overwrite: bool) -> None:
                          "pass --overwrite to replace them")
 
 
-def absent_names(names: list[str], folder: Path) -> list[str]:
-    """Names that have no file in `folder`, in the given order."""
-    present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+def absent_names(names: list[str], *folders: Path) -> list[str]:
+    """Names that have no file in any of `folders`, in the given order."""
+    present = {p.name for folder in folders if folder.is_dir() for p in folder.iterdir()}
     return [n for n in names if n not in present]
+
+
+def check_images(files: list[Path]) -> None:
+    """Decode every raw image before anything is published; InputError naming the first unreadable one."""
+    for path in files:
+        read_rgb(path).close()
 
 
 def plan_annotations(ann_dir: str | Path, csvs: dict[str, tuple[str, str]],
@@ -106,12 +116,14 @@ def plan_annotations(ann_dir: str | Path, csvs: dict[str, tuple[str, str]],
 
 
 def install_annotations(plan: dict[str, object], ann_dir: str | Path, out: str | Path,
-                        csvs: dict[str, tuple[str, str]]) -> dict[str, dict]:
-    """Put the planned CSVs into `out`; per file: rows, image names, the names with no image, built or copied.
+                        csvs: dict[str, tuple[str, str]], stage: str | Path | None = None) -> dict[str, dict]:
+    """Put the planned CSVs into `stage` (default `out`, the folder they end in); per file: rows, image names,
+    the names with no image (in `stage` or `out`), built or copied.
 
     Shipped files are copied byte for byte; only a rebuilt pair list is written by us.
     """
     ann_dir, out = Path(ann_dir), Path(out)
+    stage = out if stage is None else Path(stage)
     report: dict[str, dict] = {}
     for split, names in csvs.items():
         for name in names:
@@ -120,11 +132,12 @@ def install_annotations(plan: dict[str, object], ann_dir: str | Path, out: str |
             content = plan[name]
             built = not (ann_dir / name).is_file()
             if built:
-                write_pairs(out / name, content)
+                write_pairs(stage / name, content)
             else:
-                place_file(ann_dir / name, out / name, link=False)
+                place_file(ann_dir / name, stage / name, link=False)
             named = list(content) if isinstance(content, dict) else list(dict.fromkeys(n for p in content for n in p))
-            report[name] = {"rows": len(content), "names": len(named), "absent": absent_names(named, out / split),
+            report[name] = {"rows": len(content), "names": len(named),
+                            "absent": absent_names(named, stage / split, out / split),
                             "built": built, "folder": str(out / split)}
     return report
 
@@ -149,6 +162,7 @@ def prepare_market(raw: str | Path, out: str | Path, link: bool = False, overwri
     Returns counts (query 0 when the download has no query/ folder) and CSV checks.
     """
     raw, out = Path(raw), Path(out)
+    check_out_path(out, "folder")
     root = find_raw_root(raw, tuple(SPLIT_FOLDERS.values()))
     sources = {split: list_images(root / folder) for split, folder in SPLIT_FOLDERS.items()}
     for split, files in sources.items():
@@ -158,18 +172,21 @@ def prepare_market(raw: str | Path, out: str | Path, link: bool = False, overwri
         sources["query"] = list_images(root / QUERY_FOLDER)
         if not sources["query"]:
             raise InputError(f"{root / QUERY_FOLDER} holds no .jpg images")
-    copies = [(src, out / split / src.name) for split, files in sources.items() for src in files]
+    copies = [(src, split, src.name) for split, files in sources.items() for src in files]
     plan = {} if annotations is None else plan_annotations(annotations, MARKET_CSVS, build_train_pairs=True)
     # everything is checked before the first file is written
-    refuse_existing([dst for _, dst in copies] + [out / name for name in plan], overwrite)
-    for split in sources:
-        (out / split).mkdir(parents=True, exist_ok=True)
-    for src, dst in copies:
-        place_file(src, dst, link)
+    refuse_existing([out / split / name for _, split, name in copies] + [out / name for name in plan], overwrite)
+    check_images([src for src, _, _ in copies])
     summary = {"root": str(root), "out": str(out), "linked": link, "query": 0,
                **{split: len(files) for split, files in sources.items()}}
-    if annotations is not None:
-        summary["annotations"] = install_annotations(plan, annotations, out, MARKET_CSVS)
+    with staging_folder(out) as stage:  # published only when complete
+        for split in sources:
+            (stage / split).mkdir()
+        for src, split, name in copies:
+            place_file(src, stage / split / name, link)
+        if annotations is not None:
+            summary["annotations"] = install_annotations(plan, annotations, out, MARKET_CSVS, stage)
+        publish_folder(stage, out)
     return summary
 
 

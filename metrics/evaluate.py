@@ -8,6 +8,7 @@ run on the device. Per-pair values stay in pair order (sorted by generated name)
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,13 @@ import torch
 from metrics import ssim as ssim_ops
 from metrics import ssim_cpu
 from metrics.fid import StatisticsCache, extract_features, legacy_subset, statistics
-from metrics.image_folder import FileDataset, PairDataset, batches, list_images, make_loader, pad_white_256
+from metrics.image_folder import (FileDataset, PairDataset, batches, header_sizes, list_images, make_loader,
+                                  pad_white_256)
 from metrics.inception import InceptionPool
 from metrics.inception_score import softmax_probabilities
 from metrics.lpips_metric import LPIPSMetric
 from metrics.pairing import Layout, Pair
+from util.io import InputError, raise_problems
 
 RECONSTRUCTION = ssim_ops.RECONSTRUCTION
 PER_PAIR = RECONSTRUCTION + ("lpips", "mask_ssim", "mask_lpips")
@@ -145,12 +148,34 @@ class RealSet:
     info: dict
 
 
+def real_set_files(folder: str, legacy_unit: int | None) -> tuple[list[Path], list[Path]]:
+    """(found, used) files of the FID real set: legacy = the first floor(N/unit)·unit in listing order; clean =
+    all, sorted."""
+    files = list_images(folder, "listing" if legacy_unit else "sorted")
+    return files, (legacy_subset(files, legacy_unit, f"the real set {folder}") if legacy_unit else files)
+
+
+def check_real_set(folder: str, used: list[Path], size: tuple[int, int]) -> None:
+    """Before any computing: every used real image has a readable header and the generated images' size (H, W).
+
+    Batches need one size, and a real set at another resolution (e.g. DeepFashion's high-res train folder)
+    gives FID numbers no table compares with; without this check either showed only after the pair pass.
+    """
+    sizes, problems = header_sizes(used)
+    raise_problems(problems)
+    counts = Counter((h, w) for w, h in sizes.values())
+    if set(counts) != {tuple(size)}:
+        shown = ", ".join(f"{h}x{w}: {n}" for (h, w), n in counts.most_common())
+        odd = [p.name for p, (w, h) in sizes.items() if (h, w) != tuple(size)][:3]
+        raise InputError(f"FID real set {folder}: images must be {size[0]}x{size[1]} like the generated ones, "
+                         f"found {shown} (e.g. {', '.join(odd)}); resize the real set to the generated size")
+
+
 def real_statistics(folder: str, net: InceptionPool, legacy_unit: int | None, cache: StatisticsCache,
                     device: torch.device, batch_size: int, workers: int, make_progress: Callable) -> RealSet:
     """μ, Σ of the FID real set: legacy = the first floor(N/unit)·unit files in listing order; clean = all,
     sorted. Cached under a key of the used files and the settings."""
-    files = list_images(folder, "listing" if legacy_unit else "sorted")
-    used = legacy_subset(files, legacy_unit, f"the real set {folder}") if legacy_unit else files
+    files, used = real_set_files(folder, legacy_unit)
     settings = {"network": net.weights.network, "weights_sha256": net.weights.sha256 or net.weights.file,
                 "preprocessing": net.kind, "images_used": len(used), "torch": torch.__version__}
     key = cache.key(used, settings)

@@ -1,6 +1,7 @@
 """Image listing, loading and padding for the evaluator, and DataLoaders over pairs and folders.
 
-Images load as uint8 (H, W, 3) RGB with PIL, as imageio (DPTN) and pytorch-fid do. A worker never raises:
+Images load as uint8 (H, W, 3) RGB with PIL, as imageio (DPTN) and pytorch-fid do, fully decoded and checked by
+util.image.read_rgb (damaged data refused, 16-bit and float images scaled, alpha on white). A worker never raises:
 a file that cannot be read comes back as an error string, and the main process stops with one InputError
 naming it (an exception raised inside a worker would arrive wrapped in a worker traceback).
 """
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from data.keypoints import evaluation_mask
 from metrics.pairing import Layout, Pair
+from util.image import read_rgb as read_rgb_image
 from util.io import InputError, raise_problems
 
 CLEAN_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -30,7 +32,8 @@ PAD_LEFT = 40  # the crop's columns [40, 216) of the 256x256 in-shop frame
 def list_images(folder: str | os.PathLike, order: str) -> list[Path]:
     """Images directly inside `folder`.
 
-    order 'listing': `*.jpg` then `*.png`, each in directory order (the GFLA/DPTN FID glob);
+    order 'listing': `*.jpg` then `*.png`, each in directory order (the GFLA/DPTN FID glob), the extension
+                     matched in any case (`*_vis.JPG` too, which a case-sensitive glob would silently drop);
     order 'sorted':  `.jpg`, `.jpeg`, `.png` of any case, sorted by name (reproducible everywhere).
     """
     folder = Path(folder)
@@ -39,7 +42,7 @@ def list_images(folder: str | os.PathLike, order: str) -> list[Path]:
     with os.scandir(folder) as entries:
         names = [e.name for e in entries if e.is_file()]
     if order == "listing":
-        files = [folder / n for suffix in (".jpg", ".png") for n in names if n.endswith(suffix)]
+        files = [folder / n for suffix in (".jpg", ".png") for n in names if n.lower().endswith(suffix)]
     elif order == "sorted":
         files = [folder / n for n in sorted(names) if n.lower().endswith(CLEAN_SUFFIXES)]
     else:
@@ -50,11 +53,12 @@ def list_images(folder: str | os.PathLike, order: str) -> list[Path]:
 
 
 def read_rgb(path: Path) -> tuple[np.ndarray, str]:
-    """(uint8 (H, W, 3), PIL mode before conversion). Raises OSError/ValueError for unreadable files."""
-    with Image.open(path) as image:
-        mode = image.mode
-        array = np.array(image if mode == "RGB" else image.convert("RGB"))
-    return array, mode
+    """(uint8 (H, W, 3), PIL mode before conversion). Raises InputError naming a damaged or unreadable file."""
+    try:
+        image = read_rgb_image(path)
+    except InputError as exc:
+        raise InputError(f"{path}: unreadable image: {str(exc).removeprefix(f'{path}: ')}") from None
+    return np.array(image), image.info["source_mode"]  # a writable copy, as torch.from_numpy wants
 
 
 def crop_tile(image: np.ndarray, tiles: int, index: int) -> np.ndarray:
@@ -83,7 +87,7 @@ def header_sizes(paths: list[Path]) -> tuple[dict[Path, tuple[int, int]], list[s
         try:
             with Image.open(path) as image:
                 sizes[path] = image.size
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
             problems.append(f"{path}: unreadable image ({type(exc).__name__}: {exc})")
     return sizes, problems
 
@@ -143,6 +147,9 @@ class PairDataset(Dataset):
             else:
                 target = crop_tile(generated, self.layout.tiles, self.layout.target_tile)
                 generated = crop_tile(generated, self.layout.tiles, self.layout.generated_tile)
+        except InputError as exc:  # names the damaged file, generated or target
+            item["error"] = str(exc)
+            return item
         except (OSError, ValueError) as exc:
             item["error"] = f"{pair.generated.name}: unreadable image ({type(exc).__name__}: {exc})"
             return item
@@ -171,6 +178,9 @@ class FileDataset(Dataset):
         item = {"index": index, "error": "", "modes": "", "name": self.paths[index].name}
         try:
             image, item["modes"] = read_rgb(self.paths[index])
+        except InputError as exc:
+            item["error"] = str(exc)
+            return item
         except (OSError, ValueError) as exc:
             item["error"] = f"{self.paths[index]}: unreadable image ({type(exc).__name__}: {exc})"
             return item

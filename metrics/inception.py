@@ -1,4 +1,4 @@
-"""Inception-v3 pool3 features (2048-d) for FID and 1008-class predictions for IS, from local weights only.
+"""Inception-v3 pool3 features (2048-d) for FID and 1008-class predictions for IS (weights: util/weights.py).
 
 Two networks (FID as in PangzeCheung/Dual-task-Pose-Transformer-Network `metrics/metrics.py`; IS as in
 tengteng95/Pose-Transfer `tool/inception_score.py`; settings in docs/evaluation.md):
@@ -6,7 +6,8 @@ tengteng95/Pose-Transfer `tool/inception_score.py`; settings in docs/evaluation.
   GFLA/DPTN `metrics/inception.py` does, including its input quirk: torchvision's `transform_input` formula
   applied to [0, 1] input (the network sees about [-0.19, 0.43], not [-1, 1]). Reproduced, not fixed.
 - tf: pytorch-fid's port of the TF `inception-2015-12-05` graph (the FID network and the IS network),
-  built with pytorch-fid's own block classes; its weights come from the local file, never its downloader.
+  built with pytorch-fid's own block classes; its weights come through util/weights.py (hub cache, fetched
+  once, hash-checked), never pytorch-fid's own downloader.
 Input preprocessings (one name each, recorded in the report):
 - 'legacy-fid': x/255, bilinear to 299 (align_corners=False), then x_c·(σ_c/0.5) + (μ_c - 0.5)/0.5;
 - 'clean-fid':  x/255, bilinear to 299 (align_corners=False), then 2x - 1 (pytorch-fid);
@@ -25,10 +26,10 @@ from torch import nn
 
 from metrics.weights import RANDOM_SWITCH, find_weights, seeded_build
 from util.io import InputError
-from util.weights import file_sha256, load_state_dict_file, warn_random_weights
+from util.weights import INCEPTION_LEGACY, INCEPTION_TF, file_sha256, load_state_dict_file, warn_random_weights
 
-LEGACY_FILES = ("inception_v3_google-0cc3c7bd.pth", "inception_v3_google-1a9a5a14.pth")  # current, torchvision 0.8
-TF_FILE = "pt_inception-2015-12-05-6726825d.pth"
+LEGACY_FILES = INCEPTION_LEGACY.names  # current, torchvision <= 0.8 (accepted when present)
+TF_FILE = INCEPTION_TF.filename
 SIZE = 299
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -106,7 +107,8 @@ def _load(trunk: nn.Module, path: Path, network: str) -> None:
         raise InputError(f"{path} does not hold the {network} weights ({first})") from None
 
 
-def legacy_inception(weights_dir: str | os.PathLike | None = None, random_weights: bool = False) -> InceptionPool:
+def legacy_inception(weights_dir: str | os.PathLike | None = None, random_weights: bool = False,
+                     download: bool = True) -> InceptionPool:
     """torchvision ImageNet Inception-v3 (IMAGENET1K_V1) with the GFLA/DPTN 'legacy-fid' input."""
     from torchvision.models import inception_v3
 
@@ -115,7 +117,7 @@ def legacy_inception(weights_dir: str | os.PathLike | None = None, random_weight
         warn_random_weights(network, RANDOM_SWITCH)
         trunk = seeded_build(lambda: inception_v3(weights=None, aux_logits=True, init_weights=False))
         return InceptionPool(trunk, "legacy-fid", WeightsRecord(network, f"random ({RANDOM_SWITCH})", ""))
-    path = find_weights(LEGACY_FILES, weights_dir, f"{network} weights for legacy FID")
+    path = find_weights(INCEPTION_LEGACY, weights_dir, download)
     trunk = inception_v3(weights=None, aux_logits=True, init_weights=False)
     _load(trunk, path, network)
     return InceptionPool(trunk, "legacy-fid", WeightsRecord(network, str(path), file_sha256(path)))
@@ -140,14 +142,14 @@ def _tf_trunk(init_weights: bool) -> nn.Module:
 
 
 def tf_inception(kind: str = "clean-fid", weights_dir: str | os.PathLike | None = None,
-                 random_weights: bool = False) -> InceptionPool:
+                 random_weights: bool = False, download: bool = True) -> InceptionPool:
     """pytorch-fid's port of the TF inception-2015-12-05 graph (clean FID, and IS with its 1008 classes)."""
     network = "TF Inception-v3 2015-12-05 (pytorch-fid port)"
     if random_weights:
         warn_random_weights(network, RANDOM_SWITCH)
         trunk = seeded_build(lambda: _tf_trunk(False))
         return InceptionPool(trunk, kind, WeightsRecord(network, f"random ({RANDOM_SWITCH})", ""))
-    path = find_weights((TF_FILE,), weights_dir, f"{network} weights for clean FID and IS")
+    path = find_weights(INCEPTION_TF, weights_dir, download)
     trunk = _tf_trunk(False)
     _load(trunk, path, network)
     return InceptionPool(trunk, kind, WeightsRecord(network, str(path), file_sha256(path)))

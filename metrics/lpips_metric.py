@@ -1,11 +1,11 @@
-"""LPIPS (AlexNet, v0.1) through the `lpips` package, with the AlexNet trunk from a local file.
+"""LPIPS (AlexNet, v0.1) through the `lpips` package, with the AlexNet trunk from util/weights.py.
 
 As in the DPTN evaluator (PangzeCheung/Dual-task-Pose-Transformer-Network `metrics/metrics.py`, through
 PerceptualSimilarity's `net-lin` AlexNet, the same network as the pip package): `lpips.LPIPS(net='alex',
 version='0.1')` on RGB in [-1, 1], one value per pair, no padding. The package would fetch torchvision's
-AlexNet itself; instead it is built with `pnet_rand=True` (no download) and the trunk is filled from
-`alexnet-owt-7be5be79.pth` (torch hub cache or --weights_dir).
-The linear heads come from the package's own `weights/v0.1/alex.pth`, which it ships.
+AlexNet itself; instead it is built with `pnet_rand=True` (no download of its own) and the trunk is filled
+from `alexnet-owt-7be5be79.pth` (--weights_dir, or the torch hub cache, fetched once and hash-checked).
+The linear heads come from the package's own `weights/v0.1/alex.pth`, which the wheel ships (never fetched).
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from torch import nn
 from metrics.inception import WeightsRecord
 from metrics.weights import RANDOM_SWITCH, find_weights, seeded_build
 from util.io import InputError
-from util.weights import file_sha256, load_state_dict_file, warn_random_weights
+from util.weights import ALEXNET, file_sha256, load_state_dict_file, warn_random_weights
 
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+ALEXNET_FILE = ALEXNET.filename
 # lpips' AlexNet slices: features[0:2], [2:5], [5:8], [8:10], [10:12] (outputs after relu1..relu5)
 SLICES = ((1, range(2)), (2, range(2, 5)), (3, range(5, 8)), (4, range(8, 10)), (5, range(10, 12)))
 
@@ -48,7 +48,8 @@ def trunk_state_dict(alexnet_state: dict) -> dict:
 class LPIPSMetric(nn.Module):
     """uint8 (B, 3, H, W) pairs -> (B,) LPIPS distances; `weights` records both files."""
 
-    def __init__(self, weights_dir: str | os.PathLike | None = None, random_weights: bool = False) -> None:
+    def __init__(self, weights_dir: str | os.PathLike | None = None, random_weights: bool = False,
+                 download: bool = True) -> None:
         super().__init__()
         import lpips
 
@@ -61,7 +62,7 @@ class LPIPSMetric(nn.Module):
             warn_random_weights("the LPIPS AlexNet trunk", RANDOM_SWITCH)
             trunk = WeightsRecord(network, f"random ({RANDOM_SWITCH})", "")
         else:
-            path = find_weights((ALEXNET_FILE,), weights_dir, "torchvision AlexNet weights for LPIPS")
+            path = find_weights(ALEXNET, weights_dir, download)
             state = trunk_state_dict(load_state_dict_file(path))
             if len(state) != 10:
                 raise InputError(f"{path} does not hold torchvision's AlexNet features (found {len(state)} of the "

@@ -12,8 +12,10 @@ Protocols (docs/evaluation.md):
   `tool/getMetrics_market.py`, `tool/getMetrics_fashion.py`, `tool/inception_score.py`.
 - clean: the same per-pair metrics unpadded, FID with pytorch-fid's TF-Inception weights on every image
   (sorted), IS with pytorch-fid's input handling. Numbers are not comparable with legacy FID/IS.
-Writes <name>.json (values + provenance), <name>.csv and <name>_per_image.csv. Reads image folders and CSVs
-only; never imports models/.
+The DeepFashion frame is said as in train.py/test.py: --fashion_frame pad256 (white-padded) or native
+(unpadded); --pad_fashion_256 / --no_pad_fashion_256 are aliases. Targets: docs in metrics/pairing.py.
+Writes <name>.json (values + provenance), <name>.csv and <name>_per_image.csv, each atomically, and never over
+an earlier run's without --overwrite. Reads image folders and CSVs only; never imports models/.
 """
 from __future__ import annotations
 
@@ -30,16 +32,20 @@ import torch
 from tqdm import tqdm
 
 from data.annotations import read_annotations, read_pairs
-from metrics.evaluate import MASKED, PER_PAIR, Networks, real_statistics, score_pairs, summarise
+from data.geometry import FRAMES
+from metrics.evaluate import (MASKED, PER_PAIR, Networks, check_real_set, real_set_files, real_statistics,
+                              score_pairs, summarise)
 from metrics.fid import DEFAULT_CACHE_DIR, StatisticsCache, frechet_distance, legacy_subset, statistics
-from metrics.image_folder import FASHION_SIZE, check_pair_sizes, list_images
+from metrics.image_folder import FASHION_SIZE, check_pair_sizes
 from metrics.inception import legacy_inception, tf_inception
 from metrics.inception_score import inception_score
 from metrics.lpips_metric import LPIPSMetric
 from metrics.pairing import LAYOUTS, Matching, match
-from metrics.report import VARIANTS, format_settings, format_table, output_prefix, versions, write_reports
+from metrics.report import (VARIANTS, check_report_paths, format_settings, format_table, legacy_fid_note,
+                            mark_random_weights, output_prefix, versions, write_reports)
 from util.io import InputError, report_input_errors
-from util.weights import file_sha256
+from metrics.weights import needed_weights
+from util.weights import ensure_weights, file_sha256
 
 METRICS = ("ssim", "ssim_256", "psnr", "l1", "mae", "lpips", "fid", "is", "mask_ssim", "mask_lpips", "mask_is")
 ALIASES = {"ssim_51": "ssim", "ssim-51": "ssim", "ssim_gauss": "ssim_256", "ssim-gauss": "ssim_256"}
@@ -61,11 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     io_group.add_argument("--fid_real_path", help="FID real set: the train image folder")
     io_group.add_argument("--name", help="output prefix: writes <name>.json, <name>.csv, <name>_per_image.csv "
                                          "(default: <generated folder>_metrics)")
+    io_group.add_argument("--overwrite", action="store_true",
+                          help="replace the reports of an earlier run with the same --name (refused otherwise)")
     io_group.add_argument("--market", action="store_true", help="Market-1501: never padded")
     io_group.add_argument("--calculate_mask", action="store_true",
                           help="also mask_ssim and mask_lpips (needs --annotation)")
     group = parser.add_argument_group("protocol")
-    group.add_argument("--protocol", choices=("legacy", "clean"), default="legacy")
+    group.add_argument("--protocol", choices=("legacy", "clean"), default="legacy",
+                       help="legacy: the GFLA/DPTN script's numbers, quirks included; clean: unpadded, FID and IS "
+                            "with pytorch-fid's TF-Inception on every image (not comparable with legacy)")
     group.add_argument("--metrics", help=f"comma-separated subset of {', '.join(METRICS)} "
                                          f"(default: {', '.join(DEFAULT_METRICS)}; fid only with --fid_real_path)")
     group.add_argument("--layout", choices=tuple(LAYOUTS), default="single",
@@ -75,21 +85,32 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--pairs", help="pair CSV: every row must have a generated image and vice versa")
     group.add_argument("--allow_missing", action="store_true",
                        help="skip (and report) generated images without a target instead of failing")
-    group.add_argument("--pad_fashion_256", action="store_const", const=True, default=None,
-                       help="white-pad 256x176 images to 256x256 for SSIM/PSNR/L1/MAE/IS (default: legacy "
-                            "without --market pads, clean never)")
-    group.add_argument("--no_pad_fashion_256", dest="pad_fashion_256", action="store_const", const=False,
-                       help="never pad (GFLA's and CFLD's DeepFashion numbers)")
+    group.add_argument("--fashion_frame", choices=FRAMES, default=None,
+                       help="DeepFashion frame the 256x176 images are scored in, the vocabulary of train.py/test.py: "
+                            "pad256 = white-padded to 256x256 for SSIM/PSNR/L1/MAE/IS (DPTN pad_256, PATN "
+                            "addBounding), native = unpadded (GFLA, CFLD); stretch256 is a network frame only "
+                            "(default: legacy without --market pads, clean never)")
+    group.add_argument("--pad_fashion_256", dest="fashion_frame", action="store_const", const="pad256",
+                       help="alias of --fashion_frame pad256")
+    group.add_argument("--no_pad_fashion_256", dest="fashion_frame", action="store_const", const="native",
+                       help="alias of --fashion_frame native (GFLA's and CFLD's DeepFashion numbers)")
     group.add_argument("--fid_batch_size", type=int, default=64,
                        help="legacy FID scores whole batches of this many images only, as GFLA/DPTN (64)")
-    group.add_argument("--is_splits", type=int, default=10)
+    group.add_argument("--is_splits", type=int, default=10,
+                       help="the Inception Score is the mean (and std) over this many equal splits of the images")
     run = parser.add_argument_group("execution")
-    run.add_argument("--batch_size", type=int, default=32)
-    run.add_argument("--num_workers", type=int, default=min(4, os.cpu_count() or 1))
+    run.add_argument("--batch_size", type=int, default=32, help="images per batch through the metrics and networks")
+    run.add_argument("--num_workers", "--num_threads", "--nThreads", dest="num_workers", type=int,
+                     default=min(4, os.cpu_count() or 1),
+                     help="image loader processes; on the CPU they also compute the pixel metrics (--num_threads "
+                          "means loader workers here too, as in train.py and test.py; torch threads: "
+                          "--torch_threads)")
     run.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, ...")
-    run.add_argument("--num_threads", type=int, default=0,
+    run.add_argument("--torch_threads", type=int, default=0,
                      help="torch CPU threads for the networks (0: torch's default; 1 is faster on a busy machine)")
     run.add_argument("--weights_dir", help="folder with the weight files (default: the torch hub cache)")
+    run.add_argument("--no_download", action="store_true",
+                     help="never download missing weights into the hub cache (also HPT_NO_DOWNLOAD=1)")
     run.add_argument("--random_weights", action="store_true",
                      help="TESTS ONLY: random Inception/AlexNet weights; the numbers are meaningless")
     run.add_argument("--cache_dir", default=str(DEFAULT_CACHE_DIR), help="FID real-set statistics cache")
@@ -128,13 +149,17 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_padding(args, size: tuple[int, int], wanted: list[str]) -> bool:
     """Whether SSIM/PSNR/L1/MAE (and IS) see DeepFashion white-padded to 256x256 (DPTN pad_256, PATN addBounding)."""
-    if args.market and args.pad_fashion_256:
-        raise InputError("--market images are never padded; drop --pad_fashion_256")
-    pad = args.pad_fashion_256 if args.pad_fashion_256 is not None else (args.protocol == "legacy" and not args.market)
+    frame = args.fashion_frame
+    if frame == "stretch256":
+        raise InputError("--fashion_frame stretch256 is a network frame: metrics score the 256x176 results either "
+                         "white-padded (pad256) or as they are (native)")
+    if args.market and frame == "pad256":
+        raise InputError("--market images are never padded; drop --fashion_frame pad256 (--pad_fashion_256)")
+    pad = frame == "pad256" if frame is not None else (args.protocol == "legacy" and not args.market)
     if pad and tuple(size) != FASHION_SIZE:
         hint = " (Market-1501? pass --market)" if tuple(size) == (128, 64) else ""
         raise InputError(f"DeepFashion padding needs 256x176 images, these are {size[0]}x{size[1]}{hint}; "
-                         "or pass --no_pad_fashion_256")
+                         "or pass --fashion_frame native (--no_pad_fashion_256)")
     if pad and set(wanted) & set(MASKED):
         raise InputError("mask metrics are for Market (unpadded); pass --market")
     return pad
@@ -152,7 +177,9 @@ def read_keypoints(path: str, pairs) -> dict[str, np.ndarray]:
 def build_networks(args, wanted: list[str], device: torch.device) -> Networks:
     """Load every network the chosen metrics need (before any computing, so missing weights fail first)."""
     nets = Networks()
-    kwargs = {"weights_dir": args.weights_dir, "random_weights": args.random_weights}
+    kwargs = {"weights_dir": args.weights_dir, "random_weights": args.random_weights, "download": not args.no_download}
+    if not args.random_weights:  # every file at once: one download pass, or one error naming all missing ones
+        ensure_weights(needed_weights(wanted, args.protocol == "legacy"), not args.no_download, args.weights_dir)
     if {"lpips", "mask_lpips"} & set(wanted):
         nets.lpips = LPIPSMetric(**kwargs).to(device)
     legacy = args.protocol == "legacy"
@@ -178,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, validate every input, compute, print and write the reports; 0 on success, 2 on bad input."""
     args = build_parser().parse_args(argv)
     threads = torch.get_num_threads()
-    if args.num_threads > 0:
-        torch.set_num_threads(args.num_threads)
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
     try:
         return evaluate(args, argv)
     finally:
@@ -207,6 +234,8 @@ def plan_run(args: argparse.Namespace) -> Plan:
     wanted = chosen_metrics(args)
     if args.batch_size < 1 or args.fid_batch_size < 1 or args.num_workers < 0 or args.is_splits < 1:
         raise InputError("--batch_size, --fid_batch_size and --is_splits must be >= 1, --num_workers >= 0")
+    if args.torch_threads < 0:
+        raise InputError(f"--torch_threads must be >= 0, got {args.torch_threads}")
     device = resolve_device(args.device)
     pair_rows = read_pairs(args.pairs) if args.pairs else None
     matching = match(args.distorated_path, args.gt_path, args.layout, pair_rows, args.allow_missing)
@@ -216,8 +245,8 @@ def plan_run(args: argparse.Namespace) -> Plan:
     keypoints = read_keypoints(args.annotation, pairs) if set(wanted) & set(MASKED) else None
     legacy_unit = args.fid_batch_size if args.protocol == "legacy" else None
     fake_used = list(range(len(pairs)))
-    if "fid" in wanted:
-        list_images(args.fid_real_path, "listing" if legacy_unit else "sorted")
+    if "fid" in wanted:  # the real set's headers and sizes now, not after minutes of pair metrics
+        check_real_set(args.fid_real_path, real_set_files(args.fid_real_path, legacy_unit)[1], size)
         if legacy_unit:  # GFLA/DPTN: the first whole batches in directory-listing order
             by_listing = sorted(fake_used, key=lambda i: pairs[i].listing_rank)
             fake_used = legacy_subset(by_listing, legacy_unit, "the generated set")
@@ -232,7 +261,8 @@ def provenance_record(args: argparse.Namespace, argv: list[str] | None, plan: Pl
     matching, layout = plan.matching, plan.matching.layout
     pairs = matching.pairs
     if layout.tiles == 1:
-        target = "file in --gt_path named after the text after the last '_2_', cut at '_vis'"
+        target = ("file in --gt_path named after the text after the last '_2_', cut at '_vis' (official rule; "
+                  "with several '_2_' the one reading whose file exists; a --pairs row names it exactly)")
     else:
         target = f"tile {layout.target_tile} of {layout.tiles} in each panel (generated: tile {layout.generated_tile})"
     padded = "ssim, ssim_256, psnr, l1, mae" + (", is" if "is" in plan.wanted else "")
@@ -261,9 +291,10 @@ def provenance_record(args: argparse.Namespace, argv: list[str] | None, plan: Pl
 
 def evaluate(args: argparse.Namespace, argv: list[str] | None) -> int:
     """The run behind main(): plan (validate), one pass over the pairs, the real set, summaries, reports."""
+    prefix = output_prefix(args.name, args.distorated_path)
+    check_report_paths(prefix, args.overwrite)  # before minutes of work, not after
     plan = plan_run(args)
     pairs, nets, wanted = plan.matching.pairs, plan.nets, plan.wanted
-    prefix = output_prefix(args.name, args.distorated_path)
     print(f"{len(pairs)} pairs from {plan.matching.result_files} files in {args.distorated_path} "
           f"(--layout {plan.matching.layout.name}); {plan.size[0]}x{plan.size[1]}; "
           f"padding: {'white 176->256' if plan.pad else 'none'}; device {plan.device}")
@@ -294,6 +325,9 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None) -> int:
         results["fid"] = {"value": frechet_distance(mu, sigma, real.mu, real.sigma), "n": len(plan.fake_used),
                           "variant": f"{VARIANTS['fid']} ({args.protocol}: {nets.fid.weights.network})"}
         legacy = plan.legacy_unit is not None
+        if legacy:  # in the table itself: legacy FID drops the images after the last whole batch
+            results["fid"]["note"] = legacy_fid_note(len(plan.fake_used), len(pairs), real.info["images_used"],
+                                                     real.info["images_found"], plan.legacy_unit)
         provenance["fid"] = {
             **_weights(nets.fid.weights), "preprocessing": nets.fid.kind, "resize": RESIZE,
             "normalisation": ("x*(std/0.5)+(mean-0.5)/0.5 on [0,1] (torchvision transform_input on unnormalised "
@@ -313,6 +347,9 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None) -> int:
                                   "padding": "white 176->256" if plan.pad and metric == "is" else "none"}
             print(f"{metric}: {args.is_splits} splits over the images in sorted name order "
                   "(the reference used unsorted directory order)")
+    provenance["random_weights"] = bool(args.random_weights)
+    if args.random_weights:
+        mark_random_weights(results)
     print(format_table(results, args.protocol))
     print(format_settings(provenance))
     per_image = {m: scores.values[m] for m in METRICS if m in scores.values}

@@ -19,6 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from metrics.reid_net import extract_features
+from util.image import read_rgb
 from util.io import InputError
 
 METRICS = ("cosine", "euclidean")
@@ -28,11 +29,7 @@ COMBINES = ("pn_only", "orig_only", "concat")
 
 def load_image(path: Path, size: tuple[int, int]) -> torch.Tensor:
     """uint8 (3, H, W) RGB, PIL bicubic to `size` = (H, W); InputError naming an unreadable file."""
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
+    rgb = read_rgb(path)  # InputError naming a damaged file; 16-bit and float images scaled
     height, width = size
     if rgb.size != (width, height):
         rgb = rgb.resize((width, height), Image.BICUBIC)

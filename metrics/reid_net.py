@@ -27,18 +27,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from util.io import InputError, atomic_torch_save
-from util.weights import file_sha256
+from util.weights import RESNET50, RESNET50_IBN_A, file_sha256
 
 FEATURE_DIM = 2048
 PIXEL_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)  # fast-reid MODEL.PIXEL_MEAN, RGB
 PIXEL_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 STEM_POOLS = ("ceil", "pad1")
 LAYERS = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 1))  # (width, blocks, first stride); last stride 1
-IMAGENET_FILES = {  # with_ibn -> (file name, where to get it)
-    True: ("resnet50_ibn_a-d9d0bb7b.pth",
-           "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/resnet50_ibn_a-d9d0bb7b.pth"),
-    False: ("resnet50-19c8e357.pth", "https://download.pytorch.org/models/resnet50-19c8e357.pth"),
-}
+IMAGENET_WEIGHTS = {True: RESNET50_IBN_A, False: RESNET50}  # with_ibn -> the ImageNet file (util/weights.py)
 
 
 class IBN(nn.Module):
@@ -342,10 +338,10 @@ def load_imagenet_backbone(model: BagtricksReID, path: str | os.PathLike) -> lis
     old PyTorch lack them; BatchNorm keeps its own counter). Anything else is one InputError naming the keys.
     """
     path = Path(path)
-    name, url = IMAGENET_FILES[model.with_ibn]
+    spec = IMAGENET_WEIGHTS[model.with_ibn]
     if not path.is_file():
-        raise InputError(f"ImageNet backbone weights {path} not found: fetch {name} from {url} on a connected "
-                         f"machine and pass its path")
+        raise InputError(f"ImageNet backbone weights {path} not found: fetch {spec.filename} from {spec.url} on a "
+                         "connected machine and pass its path")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -358,7 +354,7 @@ def load_imagenet_backbone(model: BagtricksReID, path: str | os.PathLike) -> lis
         state = {k[len("module."):]: v for k, v in state.items()}
     ignored = [k for k in state if k in ("fc.weight", "fc.bias")]
     state = {k: v for k, v in state.items() if k not in ignored}
-    _check_and_load(model.backbone, state, f"ImageNet backbone weights {path} (expected {name})",
+    _check_and_load(model.backbone, state, f"ImageNet backbone weights {path} (expected {spec.filename})",
                     allow_missing=lambda key: key.endswith(".num_batches_tracked"))
     return ignored
 

@@ -10,7 +10,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from util.io import atomic_write_text
+from util.io import InputError, atomic_write_text
 
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "scikit-image", "numba", "lpips", "pytorch-fid", "pillow")
 
@@ -30,6 +30,23 @@ VARIANTS = {
     "is": "Inception Score, 1008 TF classes (pool3 x fc.weight, no bias), sorted order",
     "mask_is": "Inception Score of the masked generated images, sorted order",
 }
+
+
+NETWORK_METRICS = ("lpips", "mask_lpips", "fid", "is", "mask_is")  # the ones that random weights make meaningless
+RANDOM_WEIGHTS = "MEANINGLESS: computed with random network weights (--random_weights, for tests only)"
+
+
+def mark_random_weights(results: dict[str, dict]) -> None:
+    """Label every network-based result of a --random_weights run meaningless (table, JSON and CSV say so)."""
+    for metric, result in results.items():
+        if metric in NETWORK_METRICS:
+            result["meaningless"] = RANDOM_WEIGHTS
+
+
+def legacy_fid_note(fake_used: int, fake_found: int, real_used: int, real_found: int, unit: int) -> str:
+    """What legacy FID scored: whole batches of `unit` only, so up to unit-1 images of each set are dropped."""
+    return (f"scored {fake_used} of {fake_found} generated and {real_used} of {real_found} real images: legacy FID "
+            f"uses whole batches of {unit} only (--fid_batch_size), as GFLA/DPTN")
 
 
 def versions() -> dict[str, str]:
@@ -52,17 +69,48 @@ def output_prefix(name: str | None, generated_dir: str) -> Path:
     return prefix / "metrics" if prefix.is_dir() or name.endswith(("/", "\\")) else prefix
 
 
+REPORT_SUFFIXES = (".json", ".csv", "_per_image.csv")
+
+
+def report_paths(prefix: Path) -> list[Path]:
+    """`<prefix>.json`, `<prefix>.csv`, `<prefix>_per_image.csv`: the files one run writes."""
+    return [prefix.with_name(prefix.name + suffix) for suffix in REPORT_SUFFIXES]
+
+
+def check_report_paths(prefix: Path, overwrite: bool) -> None:
+    """Before any work: InputError if a report exists (without `overwrite`) or cannot be written there."""
+    for parent in (prefix.parent, *prefix.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"--name {prefix}: {parent} is a file, not a folder; choose another --name")
+            break
+    for path in report_paths(prefix):
+        if path.is_dir():
+            raise InputError(f"--name {prefix}: {path} is a folder; choose another --name")
+        if path.exists() and not overwrite:
+            raise InputError(f"{path} exists (an earlier report); pass --overwrite to replace it, or another --name")
+
+
 def _number(value: float) -> str:
     return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
 
 
 def format_table(results: dict[str, dict], protocol: str) -> str:
-    """The console summary: one line per metric with value, spread, count and variant."""
-    lines = [f"protocol: {protocol}", f"{'metric':<11} {'value':>12} {'std':>12} {'n':>7}  variant"]
+    """The console summary: one line per metric with value, spread, count and variant, then its notes (what a
+    legacy FID dropped, random weights)."""
+    lines = [f"protocol: {protocol}"]
+    meaningless = [m for m, r in results.items() if "meaningless" in r]
+    if meaningless:
+        lines.append(f"WARNING: {', '.join(meaningless)} computed with RANDOM network weights (--random_weights): "
+                     "these numbers are meaningless")
+    lines.append(f"{'metric':<11} {'value':>12} {'std':>12} {'n':>7}  variant")
     for metric, result in results.items():
         spread = result.get("std", float("nan"))
+        marker = "MEANINGLESS (random weights) " if "meaningless" in result else ""
         lines.append(f"{metric:<11} {_number(result['value']):>12} {_number(spread):>12} {result['n']:>7}  "
-                     f"{result.get('variant', '')}")
+                     f"{marker}{result.get('variant', '')}")
+        if "note" in result:
+            lines.append(f"{'':<11} {result['note']}")
         if "excluded" in result:
             excluded = result["excluded"]
             lines.append(f"{'':<11} excluded {excluded['count']}: {excluded['reason']}; e.g. "
@@ -117,18 +165,22 @@ def _json_safe(value):
 def write_reports(prefix: Path, results: dict[str, dict], provenance: dict, per_image: dict[str, list],
                   names: list[tuple[str, str]]) -> list[Path]:
     """Write `<prefix>.json`, `<prefix>.csv` and `<prefix>_per_image.csv`; returns their paths."""
-    json_path = prefix.with_name(prefix.name + ".json")
-    csv_path = prefix.with_name(prefix.name + ".csv")
-    per_image_path = prefix.with_name(prefix.name + "_per_image.csv")
+    json_path, csv_path, per_image_path = report_paths(prefix)
     document = {"results": results, "provenance": provenance}
+    if provenance.get("random_weights"):
+        document = {"warning": "computed with random network weights (--random_weights): "
+                               f"{', '.join(m for m in results if m in NETWORK_METRICS) or 'no network metric'} "
+                               "meaningless", **document}
     atomic_write_text(json_path, json.dumps(_json_safe(document), indent=2, sort_keys=False) + "\n")
 
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
-    writer.writerow(["metric", "value", "std", "n", "excluded", "protocol", "variant"])
+    writer.writerow(["metric", "value", "std", "n", "excluded", "protocol", "variant", "note"])
     for metric, result in results.items():
+        note = "; ".join(n for n in (result.get("meaningless"), result.get("note")) if n)
         writer.writerow([metric, repr(result["value"]), repr(result.get("std", float("nan"))), result["n"],
-                         result.get("excluded", {}).get("count", 0), provenance["protocol"], result.get("variant", "")])
+                         result.get("excluded", {}).get("count", 0), provenance["protocol"], result.get("variant", ""),
+                         note])
     atomic_write_text(csv_path, table.getvalue())
 
     rows = io.StringIO()

@@ -1,4 +1,4 @@
-"""The pretrained files the evaluator reads, where they come from, and one lookup that never downloads."""
+"""The pretrained files the evaluator reads, asked for together before any scoring (util/weights.py fetches them)."""
 from __future__ import annotations
 
 import os
@@ -6,17 +6,8 @@ from pathlib import Path
 
 import torch
 
-from util.io import InputError
-from util.weights import local_weights
+from util.weights import ALEXNET, INCEPTION_LEGACY, INCEPTION_TF, WeightSpec, ensure_weights
 
-# file name -> where to fetch it on a connected machine (the libraries' own download addresses)
-SOURCES = {
-    "inception_v3_google-0cc3c7bd.pth": "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
-    "inception_v3_google-1a9a5a14.pth": "torchvision <= 0.8 (e.g. the DPTN docker's torch hub cache)",
-    "pt_inception-2015-12-05-6726825d.pth":
-        "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
-    "alexnet-owt-7be5be79.pth": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-}
 RANDOM_SWITCH = "--random_weights"
 
 
@@ -27,19 +18,19 @@ def seeded_build(build):
         return build()
 
 
-def find_weights(filenames: tuple[str, ...], weights_dir: str | os.PathLike | None, what: str) -> Path:
-    """The first of `filenames` in `weights_dir` (or the torch hub cache); else one InputError naming it.
+def needed_weights(wanted: set[str] | list[str], legacy: bool) -> list[WeightSpec]:
+    """The files the metrics `wanted` read: AlexNet for LPIPS, the protocol's Inception(s) for FID and IS."""
+    wanted = set(wanted)
+    specs = []
+    if {"lpips", "mask_lpips"} & wanted:
+        specs.append(ALEXNET)
+    if "fid" in wanted:
+        specs.append(INCEPTION_LEGACY if legacy else INCEPTION_TF)
+    if {"is", "mask_is"} & wanted and INCEPTION_TF not in specs:
+        specs.append(INCEPTION_TF)  # IS always uses the TF graph (legacy: 'tf-is' input, clean: pytorch-fid's)
+    return specs
 
-    The message names the first (preferred) file, where it goes, where to get it, and the alternatives.
-    """
-    first_error = None
-    for name in filenames:
-        try:
-            explicit = Path(weights_dir) / name if weights_dir is not None else None
-            return local_weights(name, explicit, "--weights_dir", what)
-        except InputError as exc:
-            first_error = first_error or exc
-    message = f"{first_error}. Source: {SOURCES.get(filenames[0], 'unknown')}"
-    if len(filenames) > 1:
-        message += f". Also accepted: {', '.join(filenames[1:])}"
-    raise InputError(message)
+
+def find_weights(spec: WeightSpec, weights_dir: str | os.PathLike | None, download: bool = True) -> Path:
+    """One file of the evaluator: in `weights_dir` (never downloaded into) or the hub cache (fetched if missing)."""
+    return ensure_weights([spec], download, weights_dir)[0]

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from models.networks.schedulers import get_scheduler
-from util.checkpoint import checkpoint_tags, load_weights, save_weights, unwrap
+from util.checkpoint import checkpoint_tags, load_weights, mismatch_message, save_weights, unwrap
 from util.distributed import print0
 from util.io import InputError
+from util.run_options import flag_of, run_shaping_actions
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -252,6 +253,8 @@ class BaseModel:
         if self.is_train:
             self.schedulers = [get_scheduler(optimizer, self.opt, self.lr_decay_offset)
                                for optimizer in self.optimizers]
+            # the rates the options give, before any schedule step (ReduceLROnPlateau records no initial_lr)
+            self.base_lrs = [[g.get("initial_lr", g["lr"]) for g in o.param_groups] for o in self.optimizers]
         else:
             self.load_networks(self.opt.which_epoch)
             self.eval()
@@ -275,9 +278,10 @@ class BaseModel:
                 scheduler.step()
         return self.optimizers[0].param_groups[0]["lr"] if self.optimizers else 0.0
 
-    def start_of_training(self, iterations_per_epoch: int) -> None:
+    def start_of_training(self, iterations_per_epoch: int, dataset) -> None:
         """Called by train.py once before the first epoch it runs (also after a resume), with the epoch's
-        length in iterations; e.g. to print a per-iteration learning-rate table. Default: nothing."""
+        length in iterations and the training dataset; e.g. to print a per-iteration learning-rate table (re-id)
+        or to draw extra batches outside the loader (DPIG's critics). Default: nothing."""
 
     def end_of_epoch(self, epoch: int) -> None:
         """Called by train.py after each completed epoch (1-based number), before `update_learning_rate` and
@@ -327,7 +331,15 @@ class BaseModel:
                 tags = checkpoint_tags(self.save_dir, suffix)
                 known = f"available: {', '.join(tags)}" if tags else f"no *{suffix} checkpoint in {self.save_dir}"
                 raise InputError(f"checkpoint {path} not found (--which_epoch {tag}); {known}")
-            load_weights(getattr(self, "net" + name), path)
+            load_weights(getattr(self, "net" + name), path, self.shaping_options())
+
+    def shaping_options(self) -> dict[str, object]:
+        """flag -> value of the options this model marks as shaping its networks (mismatch messages name them)."""
+        try:
+            parser = self.modify_commandline_options(argparse.ArgumentParser(add_help=False), self.is_train)
+        except Exception:  # a hook that needs the shared flags: no names to offer
+            return {}
+        return {flag_of(a): getattr(self.opt, a.dest) for a in run_shaping_actions(parser) if hasattr(self.opt, a.dest)}
 
     def state_dict(self) -> dict:
         """Networks, optimizers and schedulers: everything the model holds for an exact resume."""
@@ -337,6 +349,7 @@ class BaseModel:
             "schedulers": [s.state_dict() for s in self.schedulers],
             "amp": getattr(self.opt, "amp", "none"),
             "scaler": self.scaler.state_dict(),
+            "base_lrs": getattr(self, "base_lrs", None),
             "extra": self.extra_state(),
         }
 
@@ -348,19 +361,85 @@ class BaseModel:
         """Restore what `extra_state` returned."""
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what `state_dict` returned."""
+        """Restore what `state_dict` returned; then the optimizer settings the options give now (a --lr or
+        --beta1 typed on resume) replace the saved ones, the schedule's progress kept (`apply_option_rates`).
+
+        A state of other networks (names, shapes, optimizer count) is one InputError naming the file."""
+        self.check_state_layout(state)
+        fresh = [[{k: v for k, v in g.items() if k != "params"} for g in o.param_groups] for o in self.optimizers]
+        fresh_bases = getattr(self, "base_lrs", None)
         for name, net in self.networks().items():
-            unwrap(net).load_state_dict(state["networks"][name], strict=True)
+            saved = state["networks"][name]
+            problem = mismatch_message(f"{self.state_source()} (net{name})", saved, unwrap(net).state_dict(),
+                                       self.shaping_options())
+            if problem:
+                raise InputError(problem)
+            unwrap(net).load_state_dict(saved, strict=True)
         for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
             optimizer.load_state_dict(saved)
         for scheduler, saved in zip(self.schedulers, state["schedulers"], strict=True):
             scheduler.load_state_dict(saved)
+        self.apply_option_rates(fresh, fresh_bases, state.get("base_lrs"))
         saved_amp, amp = state.get("amp", "none"), getattr(self.opt, "amp", "none")
         if saved_amp != amp:
             print0(f"note: the state was trained with --amp {saved_amp}; continuing with --amp {amp}")
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.load_extra_state(state.get("extra", {}))
+
+    def state_source(self) -> Path:
+        """The training state file --continue_train reads (for messages)."""
+        return self.save_dir / f"{getattr(self.opt, 'which_epoch', 'latest')}_train_state.pth"
+
+    def check_state_layout(self, state: dict) -> None:
+        """Refuse a training state whose networks, optimizers or schedulers are not the ones this run builds."""
+        source = self.state_source()
+        kinds = (("networks", dict), ("optimizers", list), ("schedulers", list))
+        if not isinstance(state, dict) or not all(isinstance(state.get(k), t) for k, t in kinds):
+            raise InputError(f"{source} holds no model state of this project (networks, optimizers, schedulers)")
+        saved, built = sorted(state["networks"]), sorted(self.model_names)
+        if saved != built:
+            raise InputError(f"{source} holds the networks {', '.join(saved) or 'none'}, this run builds "
+                             f"{', '.join(built)}: an option that selects the networks (e.g. --stage) differs from "
+                             "the run's; give the run's value or start a new --name")
+        for label, mine in (("optimizers", self.optimizers), ("schedulers", self.schedulers)):
+            if len(state[label]) != len(mine):
+                raise InputError(f"{source} holds {len(state[label])} {label}, this run builds {len(mine)}: an "
+                                 "option that selects the networks or the schedule differs from the run's")
+
+    def apply_option_rates(self, fresh: list[list[dict]], fresh_bases: list[list[float]] | None,
+                           saved_bases: list[list[float]] | None) -> None:
+        """After loading optimizer and scheduler states: put back the hyper-parameters the current options gave the
+        optimizers at construction (`fresh`), so a changed --lr (or --beta1, --lr_D, ...) takes effect. A new base
+        rate keeps the schedule's progress: lr = new base * (saved lr / saved base). One note lists the changes."""
+        changes = []
+        for i, (optimizer, groups) in enumerate(zip(self.optimizers, fresh)):
+            scheduler = self.schedulers[i] if i < len(self.schedulers) else None
+            for j, (group, new) in enumerate(zip(optimizer.param_groups, groups)):
+                old_base = group.get("initial_lr", _nested(saved_bases, i, j))
+                new_base = new.get("initial_lr", _nested(fresh_bases, i, j, new["lr"]))
+                if old_base is not None and _differs(old_base, new_base):
+                    changes.append(f"optimizer {i}: lr {old_base:g} -> {new_base:g}")
+                    group["lr"] = new_base * (group["lr"] / old_base if old_base else 1.0)
+                    if "initial_lr" in group:
+                        group["initial_lr"] = new_base
+                    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+                        scheduler.base_lrs[j] = new_base
+                for key, value in new.items():
+                    if key not in ("lr", "initial_lr") and key in group and _differs(group[key], value):
+                        changes.append(f"optimizer {i}: {key} {group[key]} -> {value}")
+                        group[key] = value
+            if scheduler is not None and hasattr(scheduler, "_last_lr"):
+                scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+        if self.schedulers and getattr(self.opt, "lr_policy", None) == "step":
+            for scheduler in self.schedulers:  # StepLR's state carries its period: the option's value wins
+                if isinstance(scheduler, torch.optim.lr_scheduler.StepLR):
+                    scheduler.step_size = self.opt.lr_decay_iters
+        if fresh_bases is not None:
+            self.base_lrs = [[g.get("initial_lr", b) for g, b in zip(o.param_groups, bases)]
+                             for o, bases in zip(self.optimizers, fresh_bases)]
+        if changes:
+            print0(f"note: resumed with the optimizer settings of the options given now: {'; '.join(changes)}")
 
     @staticmethod
     def set_requires_grad(nets: nn.Module | list[nn.Module], requires_grad: bool) -> None:
@@ -378,6 +457,23 @@ class BaseModel:
             yield
         finally:
             cls.set_requires_grad(net, True)
+
+
+def _nested(table, i: int, j: int, default=None):
+    """table[i][j], or `default` when the table (e.g. an older state's base rates) lacks it."""
+    try:
+        return table[i][j]
+    except (TypeError, IndexError):
+        return default
+
+
+def _differs(a, b) -> bool:
+    """Whether two optimizer hyper-parameters differ (betas may come back as a list or a tuple)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) != list(b)
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return False  # tensor rates (capturable optimizers): left as loaded
+    return a != b
 
 
 def compile_network(net: nn.Module) -> nn.Module:

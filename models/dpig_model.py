@@ -14,8 +14,9 @@ One run per `--dpig_stage` (TF `train()` loops):
 - 2a / 2b: the frozen 1a encoder E / 1b pose encoder (eval, no grad, loaded by run name) gives the real embeddings;
   per factor (Market 2a: fg, then bg) one mapping step L = -mean D_k(Φ_k(z)) (skipped at iteration 0), then
   --critic_iters critic steps L = mean D_k(Φ_k(z)) - mean D_k(e_k), each followed by clipping to ±--clip_value.
-  Rule for real batches: the loader serves one batch per iteration; it is encoded once and every critic step of
-  the iteration sees these real embeddings with fresh noise (TF pulls a new batch for every critic step).
+  Real batches (--critic_reals): every critic step draws a fresh batch of training images, as TF pulls one from
+  its queue per critic step (fresh: loaded and encoded; cache: encoded once at the start, models/dpig_critic_reals.py);
+  loader: every critic step of an iteration reuses the loader batch (cheapest, not TF's rule).
 Every rate is halved after each --lr_update_step iterations (`schedulers.iteration_halving_scheduler`, stepped
 after every iteration; the counter is the iteration index and resumes with the training state).
 
@@ -34,6 +35,7 @@ from torch import nn
 
 from models import dpig_options
 from models.base_model import BaseModel, LossTerms, MicroBatch, unwrap
+from models.dpig_critic_reals import CriticRealDraws
 from models.dpig_tasks import DPIGTasksMixin
 from models.networks.dpig_critic import DPIGCritic
 from models.networks.dpig_discriminator import DPIGDiscriminator
@@ -45,7 +47,7 @@ from models.networks.dpig_pose_autoencoder import DPIGPoseDecoder, DPIGPoseEncod
 from models.networks.pg2_generator_stage1 import PG2GeneratorStage1
 from models.networks.schedulers import iteration_halving_scheduler, step_iteration_schedulers
 from models.networks.tf_rmsprop import make_rmsprop
-from util.checkpoint import load_weights
+from util.checkpoint import load_weights, save_weights
 from util.distributed import print0
 from util.io import InputError
 from util.pose_drawing import draw_skeleton
@@ -63,6 +65,31 @@ def stage_networks(stage: str, data_format: str) -> tuple[str, ...]:
     if stage == "2a":
         return tuple(f"Phi_{f}" for f in dpig_options.FACTORS[data_format])
     return ("Phi_pose",)
+
+
+def build_network(opt, name: str) -> nn.Module:
+    """A freshly initialised DPIG network by its model name, for the options' dataset and frame."""
+    (h, w), n, market = dpig_options.frame_size(opt), opt.ngf, opt.data_format == "market"
+    if name == "E":
+        if market:
+            return DPIGEncoder.market(h, w, n)
+        if getattr(opt, "tf_df_stage2_roi48", False):  # TF trainer_256.py's II-a encoder: 48x48 ROIs (the same
+            return DPIGEncoder(h, w, split_background=False, roi_size=48, roi_blocks=7, ngf=n)  # weights either way)
+        return DPIGEncoder.fashion(h, w, n)
+    if name == "G":
+        return PG2GeneratorStage1(h, w, G_DEPTH, n, G_Z_DIM, image_channels=PART_DIMS + (BG_DIM if market else 0))
+    if name == "D":
+        tf_head = not market and opt.fashion_frame == "pad256"
+        return DPIGDiscriminator(h, w, tf_reshape=tf_head, ndf=opt.ndf)
+    if name == "PoseE":
+        return DPIGPoseEncoder()
+    if name == "PoseD":
+        return DPIGPoseDecoder()
+    if name.startswith("Phi_"):
+        return DPIGMapping.for_factor(name[4:])
+    if name.startswith("D_"):
+        return DPIGCritic(FACTOR_SIZES[name[2:]][0])
+    raise ValueError(f"unknown DPIG network {name!r}")
 
 
 def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -100,9 +127,7 @@ class DPIGModel(DPIGTasksMixin, BaseModel):
         self.source_image = self.source_keypoints = self.source_mask = self.target_keypoints = None
         self.fake = self.pose_reconstructed = None
         self.roi48 = bool(getattr(opt, "tf_df_stage2_roi48", False))
-        if self.is_train and getattr(opt, "cache_embeddings", False):
-            raise InputError("--cache_embeddings is not built yet in --model DPIG: drop it (stage II encodes each "
-                             "loader batch with the frozen encoder)")
+        self.critic_draws: CriticRealDraws | None = None  # stage II, from start_of_training
         self.visual_names = []
         if self.is_train:
             self.build_training(self.stage)
@@ -111,36 +136,18 @@ class DPIGModel(DPIGTasksMixin, BaseModel):
 
     # --- construction ----------------------------------------------------------------------------------
 
-    def build_encoder(self) -> DPIGEncoder:
-        h, w, n = self.height, self.width, self.opt.ngf
-        if self.data_format == "market":
-            return DPIGEncoder.market(h, w, n)
-        if self.roi48:  # TF trainer_256.py's II-a encoder: 48x48 ROIs (the same weights: 896@1x1 either way)
-            return DPIGEncoder(h, w, split_background=False, roi_size=48, roi_blocks=7, ngf=n)
-        return DPIGEncoder.fashion(h, w, n)
-
-    def embedding_dim(self) -> int:
-        return PART_DIMS + (BG_DIM if self.data_format == "market" else 0)
-
     def build(self, name: str) -> nn.Module:
-        """A freshly initialised network by its model name."""
-        if name == "E":
-            return self.build_encoder()
-        if name == "G":
-            return PG2GeneratorStage1(self.height, self.width, G_DEPTH, self.opt.ngf, G_Z_DIM,
-                                      image_channels=self.embedding_dim())
-        if name == "D":
-            tf_head = self.data_format == "fashion" and self.opt.fashion_frame == "pad256"
-            return DPIGDiscriminator(self.height, self.width, tf_reshape=tf_head, ndf=self.opt.ndf)
-        if name == "PoseE":
-            return DPIGPoseEncoder()
-        if name == "PoseD":
-            return DPIGPoseDecoder()
-        if name.startswith("Phi_"):
-            return DPIGMapping.for_factor(name[4:])
-        if name.startswith("D_"):
-            return DPIGCritic(FACTOR_SIZES[name[2:]][0])
-        raise ValueError(f"unknown DPIG network {name!r}")
+        return build_network(self.opt, name)
+
+    @staticmethod
+    def prepare_benchmark(opt) -> None:
+        """Stage II reads a frozen stage-I network (2a: E, 2b: PoseE): write a freshly initialised one where
+        the run reads it, so scripts/bench_train.py can time the stage."""
+        if opt.is_train and opt.dpig_stage in ("2a", "2b"):
+            earlier = dpig_options.STAGE_TABLE[opt.dpig_stage].loads
+            name = "E" if opt.dpig_stage == "2a" else "PoseE"
+            run, epoch = dpig_options.stage_run(opt, earlier)
+            save_weights(build_network(opt, name), Path(opt.checkpoints_dir) / run / f"{epoch}_net_{name}.pth")
 
     def add_network(self, name: str, trained: bool) -> nn.Module:
         net = self.prepare(self.build(name), trained=trained)
@@ -403,21 +410,43 @@ class DPIGModel(DPIGTasksMixin, BaseModel):
 
     # --- stage II ----------------------------------------------------------------------------------------
 
-    def real_embeddings(self) -> dict[str, torch.Tensor]:
-        """The frozen encoder's embeddings of the loader batch, per factor (float32, no grad)."""
+    def start_of_training(self, iterations_per_epoch: int, dataset) -> None:
+        """Stage II with --critic_reals fresh | cache: the critics draw their real batches from `dataset`."""
+        if self.stage in ("2a", "2b") and self.opt.critic_reals != "loader":
+            self.critic_draws = CriticRealDraws(dataset, self.real_embeddings, self.opt.batch_size, self.opt.seed,
+                                                self.ctx.rank, cache=self.opt.critic_reals == "cache",
+                                                show_progress=self.ctx.is_main)
+
+    def real_embeddings(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The frozen encoder's embeddings of a batch's source images (or poses), per factor (float32, no grad)."""
+        keypoints = batch["source_keypoints"].to(self.device)
         with torch.no_grad(), self.autocast():
             if self.stage == "2a":
-                parts = self.split_appearance(self.appearance(self.source_image, self.source_keypoints,
-                                                              self.source_mask))
+                mask = batch.get("source_mask")
+                parts = self.split_appearance(self.appearance(batch["source_image"].to(self.device), keypoints,
+                                                              None if mask is None else mask.to(self.device)))
             else:
-                parts = {"pose": self.encode_pose(self.source_keypoints)}
+                parts = {"pose": self.encode_pose(keypoints)}
         return {f: v.float().detach() for f, v in parts.items()}
+
+    def critic_reals(self, factor_index: int, step: int) -> dict[str, torch.Tensor]:
+        """The real embeddings of one critic step: a fresh draw (fresh | cache) or the loader batch (loader)."""
+        if self.opt.critic_reals == "loader":
+            if self._loader_reals is None:
+                self._loader_reals = self.real_embeddings({"source_image": self.source_image,
+                                                           "source_keypoints": self.source_keypoints,
+                                                           "source_mask": self.source_mask})
+            return self._loader_reals
+        if self.critic_draws is None:
+            raise RuntimeError("DPIG stage II draws its critics' real batches from the training set: call "
+                               "start_of_training(iterations_per_epoch, dataset) first (train.py does)")
+        return self.critic_draws.draw(self.iteration, factor_index, step)
 
     def optimize_mappings(self) -> None:
         """Per factor: one Φ step (not at iteration 0), then --critic_iters critic steps, each clipped."""
-        reals = self.real_embeddings()
-        count = next(iter(reals.values())).shape[0]
-        for factor in self.stage_factors:
+        self._loader_reals = None
+        count = self.source_keypoints.shape[0]
+        for factor_index, factor in enumerate(self.stage_factors):
             phi, critic = getattr(self, f"netPhi_{factor}"), getattr(self, f"netD_{factor}")
             opt_phi, opt_critic = self.factor_optimizers[factor]
             dim = unwrap(phi).dim
@@ -432,8 +461,9 @@ class DPIGModel(DPIGTasksMixin, BaseModel):
 
                 with self.frozen(bare):
                     self.train_step(opt_phi, mapping_terms)
-            for _ in range(self.opt.critic_iters):
-                self.batch = {"z": torch.randn(count, dim, device=self.device) * NOISE_STD, "real": reals[factor]}
+            for step in range(self.opt.critic_iters):
+                real = self.critic_reals(factor_index, step)[factor]
+                self.batch = {"z": torch.randn(real.shape[0], dim, device=self.device) * NOISE_STD, "real": real}
                 self.use_part(slice(None))
 
                 def critic_terms(micro: MicroBatch, phi=phi, critic=critic, factor=factor) -> LossTerms:

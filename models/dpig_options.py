@@ -13,8 +13,10 @@ import argparse
 from dataclasses import dataclass
 
 from models.networks.dpig_parts import MARKET_MARGIN as PART_MARGIN  # TF get_part_bbox37(..., radius=6)
+from models.dpig_critic_reals import CRITIC_REALS
 from models.networks.tf_rmsprop import RMSPROP_KINDS
 from util.io import InputError
+from util.run_options import mark_run_shaping
 
 STAGES = ("1a", "1b", "2a", "2b")
 TASKS = ("transfer", "sample", "interpolate")
@@ -59,6 +61,7 @@ TRAIN_STAGE_FLAGS = {
     "beta1": (("1a", "1b"), ADAM_BETAS[0]),
     "rmsprop": (("2a", "2b"), "tf"),
     "critic_iters": (("2a", "2b"), 5),
+    "critic_reals": (("2a", "2b"), "fresh"),
     "clip_value": (("2a", "2b"), 0.01),
 }
 D_BATCHING = {"market": "separate", "fashion": "concat"}  # TF trainer.py L601-602 / trainer_256.py L61-63
@@ -84,6 +87,7 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
     g.add_argument("--part_margin", type=int, default=None,
                    help="Market: margin m of a part box with >= 2 visible joints (TF convert_market.py: 6); "
                         "None = 6")
+    mark_run_shaping(g, "ngf", "part_margin")  # test.py takes them from the run
     if is_train:
         g.add_argument("--dpig_stage", "--stage", dest="dpig_stage", type=str, default="1a",
                        help="which run: 1a image reconstruction, 1b pose auto-encoder, 2a appearance mappings "
@@ -106,9 +110,11 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
                        help="stage II: critic steps per mapping step; None = 5")
         g.add_argument("--clip_value", type=float, default=None,
                        help="stage II: clamp every critic parameter to [-c, c] after each critic step; None = 0.01")
-        g.add_argument("--cache_embeddings", action="store_true",
-                       help="stage II: encode every training image (and flip state) once with the frozen encoder "
-                            "and draw the critics' real batches from that cache")
+        g.add_argument("--critic_reals", type=str, default=None, choices=CRITIC_REALS,
+                       help="stage II: the critics' real batches. fresh = a new batch of training images for every "
+                            "critic step, loaded and encoded (TF); cache = the same draws from embeddings of every "
+                            "image (both mirror states) computed once at the start; loader = every critic step of "
+                            "an iteration reuses the loader batch (cheapest, not TF). None = fresh")
         g.add_argument("--tf_df_stage2_roi48", action="store_true",
                        help="DeepFashion stage 2a, for parity with TF trainer_256.py: real embeddings from 48x48 "
                             "ROIs without the visibility mask (test time uses 64x64, masked)")
@@ -251,8 +257,6 @@ def derive_train(opt) -> None:
             continue
         if value is None:
             setattr(opt, flag, D_BATCHING[fmt] if flag == "d_batching" else default)
-    if opt.cache_embeddings and stage not in ("2a", "2b"):
-        raise InputError(f"--cache_embeddings applies to stage II (2a, 2b), not --dpig_stage {stage}")
     if opt.tf_df_stage2_roi48 and (fmt != "fashion" or stage != "2a"):
         raise InputError("--tf_df_stage2_roi48 applies to DeepFashion stage 2a only (TF trainer_256.py's II-a "
                          "encoder)")

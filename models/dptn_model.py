@@ -63,7 +63,8 @@ class DPTNModel(BaseModel):
         discriminator = init_weights(DPTNDiscriminator(layers=opt.dis_layers, use_spect=opt.use_spect_d),
                                      opt.init_type, opt.init_gain)
         self.model_names = ["G", "D"]
-        vgg = VGG19Features(DPTN_CONTENT_LAYERS + DPTN_STYLE_LAYERS, opt.vgg_path, opt.vgg_random_init)
+        vgg = VGG19Features(DPTN_CONTENT_LAYERS + DPTN_STYLE_LAYERS, opt.vgg_path, opt.vgg_random_init,
+                            download=not opt.no_download)
         vgg_format = torch.channels_last if self.fast or opt.channels_last else torch.contiguous_format
         self.criterion = DPTNLosses(vgg.to(self.device, memory_format=vgg_format), opt, vgg_format)
         self.netG = self.prepare(generator, trained=True)

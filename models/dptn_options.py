@@ -10,6 +10,10 @@ import math
 
 from util.io import InputError
 from util.official_flags import Refused, add_refused_flags
+from util.run_options import mark_run_shaping
+
+# what shapes G's parameters or its inputs: test.py takes them from the run's train_opt.txt
+RUN_SHAPING = ("norm", "image_nc", "pose_nc", "layers_g", "num_blocks", "affine", "nhead", "num_CABs", "num_TTBs")
 
 CODE = "the official DPTN code"
 DATASET_SIZES = {"market": (128, 64), "fashion": (256, 176)}  # old_size: the size of the files and the outputs
@@ -70,28 +74,35 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
                    help="norm of G (2-d) and of the PTM (1-d)")
     g.add_argument("--image_nc", type=int, default=3, help="image channels (must be 3)")
     g.add_argument("--pose_nc", type=int, default=18, help="pose channels (must be 18; G reads structure_nc = 18)")
-    g.add_argument("--loadSize", type=int, default=256,
-                   help="DeepFashion network size: the 256x176 images are stretched to loadSize x loadSize (only "
-                        "256 is supported); Market is always 128x64")
-    # the official DPTN hook (models/DPTN_model.py modify_options), in train and test alike
-    g.add_argument("--use_spect_d", action="store_false",
-                   help="turn OFF spectral norm in D (official store_false flag; the last 1x1 conv keeps it)")
-    g.add_argument("--lambda_style", type=float, default=500.0, help="weight of the VGG19 style loss")
-    g.add_argument("--lambda_content", type=float, default=0.5, help="weight of the VGG19 content loss")
+    g.add_argument("--loadSize", type=int, default=None,
+                   help="DeepFashion network size: the 256x176 images are stretched to loadSize x loadSize, i.e. "
+                        "--fashion_frame stretch256 (only 256 is supported; it contradicts another "
+                        "--fashion_frame); Market is always 128x64. Recorded as 256")
+    # the official DPTN hook (models/DPTN_model.py modify_options); G's flags in train and test alike, the
+    # losses' and D's in training only (test.py builds G alone: there they would change nothing)
     g.add_argument("--layers_g", type=int, default=3, help="encoder levels of G (official value 3)")
     g.add_argument("--num_blocks", type=int, default=3, help="ResBlocks after G's encoder (official value 3)")
     g.add_argument("--affine", action="store_true", default=True,
-                   help="affine PTM norms (official store_true flag with default True: always on)")
+                   help="affine PTM norms (official store_true flag with default True: on unless --no_affine)")
+    g.add_argument("--no_affine", dest="affine", action="store_false",
+                   help="PTM norms without affine parameters (not the official network)")
     g.add_argument("--nhead", type=int, default=2, help="attention heads in the PTM")
     g.add_argument("--num_CABs", type=int, default=2, help="Context Augment Blocks in the PTM")
     g.add_argument("--num_TTBs", type=int, default=2, help="Texture Transfer Blocks in the PTM")
-    g.add_argument("--ratio_g2d", type=float, default=0.1, help="D's learning rate = lr * ratio_g2d")
-    g.add_argument("--lambda_rec", type=float, default=5.0, help="weight of the L1 reconstruction loss")
-    g.add_argument("--lambda_g", type=float, default=2.0,
-                   help="weight of the adversarial loss (source-to-target branch only, not scaled by t_s_ratio)")
-    g.add_argument("--t_s_ratio", type=float, default=0.5,
-                   help="weight r of the source-to-target losses; the source-to-source losses get 1 - r")
-    g.add_argument("--dis_layers", type=int, default=4, help="levels of D (README: 3 for Market)")
+    mark_run_shaping(g, *RUN_SHAPING)
+    if is_train:
+        g.add_argument("--use_spect_d", action="store_false",
+                       help="turn OFF spectral norm in D (official store_false flag; the last 1x1 conv keeps it)")
+        g.add_argument("--lambda_style", type=float, default=500.0, help="weight of the VGG19 style loss")
+        g.add_argument("--lambda_content", type=float, default=0.5, help="weight of the VGG19 content loss")
+        g.add_argument("--ratio_g2d", type=float, default=0.1, help="D's learning rate = lr * ratio_g2d")
+        g.add_argument("--lambda_rec", type=float, default=5.0, help="weight of the L1 reconstruction loss")
+        g.add_argument("--lambda_g", type=float, default=2.0,
+                       help="weight of the adversarial loss (source-to-target branch only, not scaled by "
+                            "t_s_ratio)")
+        g.add_argument("--t_s_ratio", type=float, default=0.5,
+                       help="weight r of the source-to-target losses; the source-to-source losses get 1 - r")
+        g.add_argument("--dis_layers", type=int, default=4, help="levels of D (README: 3 for Market)")
     # official train flags DPTN reads
     if is_train:
         g.add_argument("--gan_mode", type=str, default="lsgan", choices=["wgan-gp", "hinge", "lsgan"],
@@ -102,19 +113,22 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
                        help="official: overwritten with the start epoch by train.py (use --epoch_count); must be 0")
         g.add_argument("--debug", action="store_true",
                        help="official debug run: 1 epoch, no decay, 10 pairs, print and display every step")
-    g.add_argument("--no_flip", action="store_true", help="do not flip (DPTN never flips; kept for the official flag)")
+    if is_train:  # test.py never flips
+        g.add_argument("--no_flip", action="store_true",
+                       help="do not flip (DPTN's default --flip_prob 0; the official flag, it contradicts "
+                            "--flip_prob > 0)")
     # our own (training only: the losses' VGG19 and the order of the training operations)
     if is_train:
         g.add_argument("--vgg_path", type=str, default=None,
                        help="torchvision's vgg19-dcbb9e9d.pth (a file or a folder holding it); default: the torch "
-                            "hub cache. Never downloaded")
+                            "hub cache. Fetched there when missing (--no_download: never)")
         g.add_argument("--vgg_random_init", action="store_true",
                        help="random VGG19 weights for the perceptual/style losses (tests and offline demos ONLY)")
         g.add_argument("--official_ops", action="store_true",
                        help="train with the official sequence of operations (bit-identical to the official code "
                             "for the same weights and batch, slower); default: the same losses, batched")
     add_refused_flags(g, REFUSED, is_train, CODE)
-    parser.set_defaults(init_type="orthogonal", flip_prob=0.0, display_port=8096, display_winsize=512,
+    parser.set_defaults(init_type="orthogonal", flip_prob=0.0, display_winsize=512,
                         fashion_frame="stretch256")
     if is_train:
         parser.set_defaults(lr=2e-4, beta1=0.5, lr_policy="lambda", niter=100, niter_decay=100,
@@ -135,11 +149,15 @@ def derive_options(opt) -> None:
         raise InputError(f"DPTN needs data format market or fashion, the dataset gave {fmt!r}")
     checks = [(opt.image_nc == 3, f"--image_nc {opt.image_nc}: DPTN reads RGB images (3)"),
               (opt.pose_nc == 18, f"--pose_nc {opt.pose_nc}: the pose maps have 18 channels (COCO-18)"),
-              (opt.loadSize == 256, f"--loadSize {opt.loadSize}: only 256 is supported"),
-              (opt.flip_prob == 0.0 or not opt.no_flip, "--no_flip contradicts --flip_prob > 0"),
+              (opt.loadSize in (None, 256), f"--loadSize {opt.loadSize}: only 256 is supported"),
+              (opt.loadSize is None or fmt == "market" or getattr(opt, "fashion_frame", None) == "stretch256",
+               f"--loadSize {opt.loadSize} stretches DeepFashion to {opt.loadSize}x{opt.loadSize} (--fashion_frame "
+               f"stretch256); it contradicts --fashion_frame {getattr(opt, 'fashion_frame', None)}"),
+              (opt.flip_prob == 0.0 or not getattr(opt, "no_flip", False), "--no_flip contradicts --flip_prob > 0"),
               (getattr(opt, "pose_encoding", "gaussian") == "gaussian",
                "DPTN's pose input is the Gaussian heatmaps (--pose_encoding gaussian)")]
-    for positive in ("layers_g", "num_blocks", "nhead", "num_CABs", "num_TTBs", "dis_layers"):
+    for positive in ("layers_g", "num_blocks", "nhead", "num_CABs", "num_TTBs") + (("dis_layers",) if opt.is_train
+                                                                                   else ()):
         checks.append((getattr(opt, positive) >= 1, f"--{positive} must be >= 1"))
     d_model = 64 * min(2 ** (opt.layers_g - 1), 8)  # the PTM width (256 with the official 3 levels)
     checks.append((d_model % opt.nhead == 0, f"--nhead {opt.nhead} must divide the PTM width {d_model}"))
@@ -147,6 +165,7 @@ def derive_options(opt) -> None:
         if not ok:
             raise InputError(message)
     # values the official options carry
+    opt.loadSize = 256  # the official value (the frame itself is --fashion_frame)
     opt.old_size = DATASET_SIZES[fmt]
     opt.structure_nc = 18
     opt.load_size = 128 if fmt == "market" else opt.loadSize

@@ -6,6 +6,7 @@ import argparse
 
 from util.gfv_store import GFVStore
 from util.io import InputError
+from util.run_options import mark_run_shaping
 
 NORMALIZE = ("none", "minmax", "standard")
 
@@ -20,6 +21,7 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
     g.add_argument("--lgan_z_dim", type=int, default=1,
                    help="size of G's input z ~ N(0, 1) (KLW and RL-GAN-Net: 1, the RL agent's action); give "
                         "test.py the training value")
+    mark_run_shaping(g, "lgan_z_dim")  # test.py takes it from the run
     if is_train:
         g.add_argument("--d_iters", type=int, default=1,
                        help="critic iterations (Wasserstein step + penalty step, each with fresh z, on the "

@@ -66,7 +66,8 @@ class PATNModel(BaseModel):
                 self.model_names.append(name)
         vgg = None
         if opt.L1_type == "l1_plus_perL1":
-            vgg = VGG19Features((opt.perceptual_layers,), opt.vgg_path, opt.vgg_random_init).to(self.device)
+            vgg = VGG19Features((opt.perceptual_layers,), opt.vgg_path, opt.vgg_random_init,
+                                download=not opt.no_download).to(self.device)
         self.criterion = PATNLosses(opt, vgg).to(self.device)
         betas = (opt.beta1, 0.999)
         self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=betas)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from util.io import InputError
 from util.official_flags import Refused, add_refused_flags
+from util.run_options import mark_run_shaping
 
 CODE = "the official PATN code"
 SIZES = {"market": (128, 64), "fashion": (256, 176)}
@@ -43,6 +44,10 @@ REFUSED = {
        for name in ("which_model_netD", "ndf", "n_layers_D", "n_layers", "with_D_PP", "with_D_PB",
                     "D_n_downsampling")},
     "aspect_ratio": Refused("results keep the dataset's size", phase="test"),
+    # the official test builds its generator with or without dropout layers, but runs it in eval mode, where
+    # dropout does nothing (our generator keeps an identity in the layer's place, so the weights load either way)
+    "no_dropout": Refused("test.py runs the generator in eval mode, where dropout is off anyway", phase="test",
+                          default=False),
 }
 
 
@@ -59,8 +64,9 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
     g.add_argument("--ngf", type=int, default=64, help="generator width (the paper's network: 64)")
     g.add_argument("--norm", type=str, default=None, choices=["batch", "instance"],
                    help="batch (Market) or instance (DeepFashion) normalisation; None = per dataset")
-    g.add_argument("--no_dropout", action="store_true",
-                   help="no dropout in the generator (an identity keeps its place, so weights still load)")
+    if is_train:  # at test time the generator runs in eval mode: refused there (REFUSED)
+        g.add_argument("--no_dropout", action="store_true",
+                       help="no dropout in the generator (an identity keeps its place, so weights still load)")
     g.add_argument("--P_input_nc", type=int, default=3, help="image channels (must be 3)")
     g.add_argument("--BP_input_nc", type=int, default=18,
                    help="pose map channels (must be 18; the official default 1 fits no dataset, the README "
@@ -68,8 +74,11 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
     g.add_argument("--padding_type", type=str, default="reflect", choices=["reflect", "replicate", "zero"],
                    help="padding of the 3x3 convolutions in the PATBs and residual blocks")
     g.add_argument("--G_n_downsampling", type=int, default=2, help="downsamplings of the generator's encoders")
+    mark_run_shaping(g, "which_model_netG", "ngf", "norm", "P_input_nc", "BP_input_nc", "padding_type",
+                     "G_n_downsampling")  # test.py takes them from the run
     g.add_argument("--no_flip", action="store_true",
-                   help="do not flip (PATN never flips; kept for the README, contradicts --flip_prob > 0)")
+                   help="do not flip (PATN never flips; kept for the README, contradicts --flip_prob > 0). test.py "
+                        "never flips: there it is always on (the official test command passes it)")
     if is_train:  # the discriminators and the losses exist only in training
         g.add_argument("--which_model_netD", type=str, default="resnet", choices=["resnet"],
                        help="discriminators (pix2pix's ResNet discriminator)")
@@ -104,12 +113,14 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
                             "official code); default: BCE on logits (the same function, safe for extreme logits)")
         g.add_argument("--vgg_path", type=str, default=None,
                        help="torchvision's vgg19-dcbb9e9d.pth (a file or a folder holding it); default: the "
-                            "torch hub cache. Never downloaded")
+                            "torch hub cache. Fetched there when missing (--no_download: never)")
         g.add_argument("--vgg_random_init", action="store_true",
                        help="random VGG19 weights for the perceptual loss (tests and offline demos ONLY)")
     add_refused_flags(g, REFUSED, is_train, CODE)
     parser.set_defaults(batch_size=None, fashion_frame="native", keypoints_outside="draw", flip_prob=0.0,
                         init_gain=None)
+    if not is_train:  # test.py never flips: test_opt.txt records what happens, and --no_flip restates it
+        parser.set_defaults(no_flip=True)
     if is_train:
         parser.set_defaults(niter=500, niter_decay=200, lr_policy="lambda", lr=2e-4, beta1=0.5, display_freq=100,
                             print_freq=100, save_latest_freq=5000, save_epoch_freq=20, pairs_per_epoch=4000,

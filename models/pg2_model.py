@@ -44,7 +44,10 @@ ARCH_KEYS = {"start_conv.main.0.weight": "mobile", "start_conv.0.weight": "stand
 
 
 def checkpoint_arch(state: dict) -> str | None:
-    """'mobile' or 'standard' for a G1/G2 state_dict (by its start conv's key); None for neither."""
+    """'mobile' or 'standard' for a G1/G2 state_dict (by its start conv's key); None for neither (or for what
+    is no dict at all: the loader names such a file)."""
+    if not isinstance(state, dict):
+        return None
     keys = strip_wrapper_prefixes(state)
     return next((arch for key, arch in ARCH_KEYS.items() if key in keys), None)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from models.pg2_gfv import add_gfv_options, derive_gfv_options
 from util.io import InputError
+from util.run_options import mark_run_shaping
 
 PAPER_NGF = 128
 ARCHS = ("standard", "mobile")
@@ -101,6 +102,7 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
     g.add_argument("--g2_arch", type=str, default=None, choices=ARCHS,
                    help="stage 2: G2's convs, as --g1_arch. --g1_arch mobile --g2_arch standard is KLW's "
                         "generation pipeline (mobile G1, standard G2)")
+    mark_run_shaping(g, "ngf", "mobilenet", "g1_arch", "g2_arch")  # test.py takes them from the run
     if is_train:
         g.add_argument("--stage1_name", type=str, default=None,
                        help="stage 2: run whose checkpoints hold G1; None = this run's --name")

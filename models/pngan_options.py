@@ -10,12 +10,14 @@ import argparse
 
 from util.io import InputError
 from util.official_flags import Refused, add_refused_flags
+from util.run_options import mark_run_shaping
 
 CODE = "PN-GAN"
 POSE_INPUTS = {"heatmap": 18, "skeleton_rgb": 3}  # --pose_input -> pose channels of G's input
 MIN_D_SIDE = 56  # below this the unpadded 4x4 convs of D leave no score
-# (data format, --load_size) -> the dataset frame it selects; the data's own size is accepted as a no-op
-LOAD_SIZES = {("market", (128, 64)): "native", ("market", (256, 128)): "double", ("fashion", (256, 176)): "native"}
+# Market's --load_size -> the dataset frame it selects; the data's own size is accepted as a no-op. DeepFashion's
+# frame has one flag everywhere, --fashion_frame, so --load_size is refused there.
+LOAD_SIZES = {(128, 64): "native", (256, 128): "double"}
 
 # the discriminator's flags exist only in training (test.py builds G alone)
 REFUSED = {name: Refused("the discriminator takes no part in testing; test.py builds G only", ignored=False,
@@ -29,7 +31,7 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
         "PN-GAN (docs/models/pngan.md)",
         "Set by --model PN-GAN: Adam lr 2e-4, betas (0.5, 0.999) for G and D, batch 32, --niter 10 --niter_decay "
         "10 with the official rule lr(e) = lr (1 - max(0, e - niter) / niter_decay) (epoch 20 runs at 0), no "
-        "flip, PyTorch's default initialisation, DeepFashion at its native 256x176 frame.")
+        "flip, PyTorch's default initialisation, DeepFashion at its native 256x176 frame (--fashion_frame).")
     g.add_argument("--pose_input", type=str, default="heatmap", choices=tuple(POSE_INPUTS),
                    help="G's pose input: heatmap = the 18 Gaussian maps of the target pose (default); skeleton_rgb "
                         "= the target skeleton drawn in colour on black, 3 channels in [-1, 1] (the official "
@@ -41,7 +43,8 @@ def add_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.Arg
                    help="network frame: unset = the data's own (Market 128x64, DeepFashion 256x176); 256 128 = "
                         "the official resize of Market (PIL bicubic images, keypoints x2, pose maps drawn at "
                         "256x128; outputs resized back to 128x64 with PIL bicubic before saving). Give it to "
-                        "test.py as in training")
+                        "test.py as in training. Market only: DeepFashion's frame is --fashion_frame")
+    mark_run_shaping(g, "pose_input", "ngf", "pngan_blocks", "load_size")  # test.py takes them from the run
     if is_train:
         g.add_argument("--ndf", type=int, default=64, help="discriminator width (the paper's network: 64)")
         g.add_argument("--gan_mode", type=str, default="lsgan", choices=["lsgan", "vanilla"],
@@ -93,10 +96,13 @@ def derive_options(opt) -> None:
 def derive_load_size(opt) -> None:
     """--load_size H W -> opt.market_frame; only the sizes of LOAD_SIZES, and only for modes that read it."""
     size = tuple(opt.load_size)
-    frame = LOAD_SIZES.get((opt.data_format, size))
+    if opt.data_format != "market":
+        raise InputError(f"--load_size {size[0]} {size[1]}: --load_size sets Market's frame; DeepFashion's frame is "
+                         f"--fashion_frame (native 256x176 for PN-GAN, or pad256 / stretch256), as in every command")
+    frame = LOAD_SIZES.get(size)
     if frame is None:
-        accepted = " or ".join(f"{h} {w}" for fmt, (h, w) in LOAD_SIZES if fmt == opt.data_format)
-        raise InputError(f"--load_size {size[0]} {size[1]} is not supported on {opt.data_format} data: give "
+        accepted = " or ".join(f"{h} {w}" for h, w in LOAD_SIZES)
+        raise InputError(f"--load_size {size[0]} {size[1]} is not supported on market data: give "
                          f"{accepted}, or leave it unset")
     if frame == "native":
         return

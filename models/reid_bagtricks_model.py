@@ -19,13 +19,15 @@ from pathlib import Path
 
 import torch
 
-from metrics.reid_net import IMAGENET_FILES, BagtricksReID, export_fastreid, load_imagenet_backbone
+from metrics.reid_net import IMAGENET_WEIGHTS, BagtricksReID, export_fastreid, load_imagenet_backbone
 from models.base_model import BaseModel, LossTerms, MicroBatch
 from models.networks.reid_losses import hard_triplet_loss, smoothed_cross_entropy
 from models.networks.reid_schedule import BagtricksSchedule, format_lr_table
 from util.checkpoint import rng_state, set_rng_state, unwrap
 from util.distributed import print0
 from util.io import InputError, atomic_write_text
+from util.run_options import mark_run_shaping
+from util.weights import local_weights
 
 ARCHS = {"r50_ibn": True, "r50": False}  # --reid_arch -> with_ibn
 UNUSED_SHARED = ("lr_policy", "lr_decay_iters", "init_type", "init_gain")  # replaced by this model's own recipe
@@ -40,10 +42,12 @@ class ReidBagtricksModel(BaseModel):
         g = parser.add_argument_group("reid_bagtricks model", "fast-reid BoT(R50-ibn) recipe (Base-bagtricks.yml)")
         g.add_argument("--reid_arch", type=str, default="r50_ibn", choices=sorted(ARCHS),
                        help="backbone: ResNet-50 with IBN-a in layer1-3 (bagtricks_R50-ibn) or plain ResNet-50")
+        mark_run_shaping(g, "reid_arch")  # test.py takes it from the run
         if is_train:
             g.add_argument("--pretrained_backbone", type=str, default=None,
                            help="ImageNet weights of the backbone: resnet50_ibn_a-d9d0bb7b.pth (IBN-Net release "
-                                "v1.0) for r50_ibn, resnet50-19c8e357.pth (torchvision) for r50; required")
+                                "v1.0) for r50_ibn, resnet50-19c8e357.pth (torchvision) for r50; default: the "
+                                "torch hub cache, fetched there when missing (--no_download: never)")
             g.add_argument("--random_init_backbone", action="store_true",
                            help="tests only: start the backbone from fast-reid's random init instead")
             g.add_argument("--ce_eps", type=float, default=0.1, help="label smoothing of the cross-entropy")
@@ -88,14 +92,13 @@ class ReidBagtricksModel(BaseModel):
                              "BatchNorm need the whole P x K batch")
         if opt.eval_epoch_freq < 0 or opt.eval_batch_size < 1 or opt.warmup_iters < 0:
             raise InputError("--eval_epoch_freq and --warmup_iters must be >= 0, --eval_batch_size >= 1")
-        name, url = IMAGENET_FILES[ARCHS[opt.reid_arch]]
         if opt.random_init_backbone and opt.pretrained_backbone:
             raise InputError("give either --pretrained_backbone or --random_init_backbone, not both")
-        if not opt.random_init_backbone and not opt.pretrained_backbone:
-            raise InputError(f"--model reid_bagtricks needs --pretrained_backbone PATH: the ImageNet weights {name} "
-                             f"({url}); there is no download")
         if opt.pretrained_backbone and not Path(opt.pretrained_backbone).is_file():
-            raise InputError(f"--pretrained_backbone {opt.pretrained_backbone} not found: fetch {name} from {url}")
+            spec = IMAGENET_WEIGHTS[ARCHS[opt.reid_arch]]
+            raise InputError(f"--pretrained_backbone {opt.pretrained_backbone} not found: fetch {spec.filename} "
+                             f"from {spec.url}, or leave the flag out to use the torch hub cache (fetched there "
+                             "when missing)")
 
     def __init__(self, opt, ctx) -> None:
         super().__init__(opt, ctx)
@@ -103,8 +106,10 @@ class ReidBagtricksModel(BaseModel):
         net = BagtricksReID(num_classes=opt.reid_num_classes, with_ibn=ARCHS[opt.reid_arch], stem_pool="ceil")
         if opt.random_init_backbone:
             print0("note: --random_init_backbone: the re-id backbone starts from random weights, not ImageNet")
-        else:
-            load_imagenet_backbone(net, opt.pretrained_backbone)
+        else:  # the given file, else the hub cache (downloaded there when missing, unless --no_download)
+            spec = IMAGENET_WEIGHTS[ARCHS[opt.reid_arch]]
+            path = local_weights(spec, opt.pretrained_backbone, download=not opt.no_download)
+            load_imagenet_backbone(net, path)
         self.netreid = self.prepare(net, trained=True)
         self.model_names = ["reid"]  # <tag>_net_reid.pth: fast-reid's state dict, key for key
         self.loss_names = ["reid_ce", "reid_triplet"]
@@ -133,7 +138,7 @@ class ReidBagtricksModel(BaseModel):
             group["lr"] = lr
         return lr
 
-    def start_of_training(self, iterations_per_epoch: int) -> None:
+    def start_of_training(self, iterations_per_epoch: int, dataset) -> None:
         self.iters_per_epoch = iterations_per_epoch
         fresh = BagtricksSchedule(**{**self.schedule.state_dict(), "iteration": 0, "warmup_steps": 0,
                                      "decay_steps": 0})

@@ -23,6 +23,7 @@ from models.base_model import BaseModel, LossTerms, MicroBatch
 from models.networks.init import init_weights
 from models.networks.patn_generator import PATNGenerator
 from util.io import InputError
+from util.run_options import mark_run_shaping
 
 INPUTS = ("source_image", "target_image", "target_pose")  # the keys of the dataset's items this model reads
 
@@ -35,6 +36,7 @@ class TemplateModel(BaseModel):
         g = parser.add_argument_group("template model", "a small baseline; copy models/template_model.py")
         g.add_argument("--template_ngf", type=int, default=16, help="generator width")
         g.add_argument("--template_blocks", type=int, default=2, help="attention blocks of the generator")
+        mark_run_shaping(g, "template_ngf", "template_blocks")  # shape G: test.py takes them from the run
         if is_train:
             g.add_argument("--lambda_L1", type=float, default=1.0, help="weight of the L1 loss")
         return parser

@@ -5,7 +5,10 @@ import argparse
 import math
 
 from options.base_options import BaseOptions, Options
+from options.train_options import TrainOptions
 from util.io import InputError
+
+NO_VISDOM = "is a training option: test.py shows nothing in visdom (its pages are written in --results_dir)"
 
 
 class TestOptions(BaseOptions):
@@ -13,6 +16,13 @@ class TestOptions(BaseOptions):
 
     is_train = False
     opt_file_name = "test_opt.txt"
+    entry = "test.py"
+    reads_run = True  # the run's train_opt.txt gives the options that shape its networks
+    not_read = {"display_id": NO_VISDOM, "display_server": NO_VISDOM, "display_port": NO_VISDOM,
+                "display_env": NO_VISDOM}
+
+    def sibling_options(self) -> list[BaseOptions]:
+        return [TrainOptions()]
 
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser = super().initialize(parser)
@@ -28,8 +38,11 @@ class TestOptions(BaseOptions):
                        help="format of the generated images (jpg = JPEG quality 75, as published pipelines)")
         g.add_argument("--num_panels", type=int, default=200,
                        help="put the first this many pairs on the HTML page as panels (-1 = all)")
+        g.add_argument("--page_size", type=int, default=100,
+                       help="panels per HTML page: pages of a wrapping grid, an index.html linking them")
         g.add_argument("--overwrite", action="store_true",
-                       help="allow replacing results of another run or epoch in --results_dir")
+                       help="allow writing into a --results_dir that holds another checkpoint's (or a larger) result set; "
+                            "the whole old set is then replaced")
         g.add_argument("--only_generated", action="store_true",
                        help="write only the generated images at dataset resolution (no HTML page, no panels)")
         g.add_argument("--result_layout", type=str, default="single", choices=["single", "patn5"],
@@ -50,6 +63,23 @@ class TestOptions(BaseOptions):
                             "(needs --image_format png)")
         return parser
 
+    def written_folders(self, opt: Options) -> list[tuple[str, str]]:
+        """test.py writes test_opt.txt into the run folder and its results into --results_dir (a subclass such as
+        scripts.transfer writes elsewhere and checks its own outputs)."""
+        if type(self) is not TestOptions:
+            return []
+        return [("--checkpoints_dir", opt.checkpoints_dir), ("--results_dir", opt.results_dir)]
+
+    def refuse_unread_page_flags(self, opt: Options) -> None:
+        """--num_panels and --page_size shape the HTML panels: typed where no panels are written, they would be
+        accepted and ignored."""
+        typed = [f"--{dest}" for dest in ("num_panels", "page_size") if dest in getattr(self, "explicit", set())]
+        if opt.only_generated and typed:
+            raise InputError(f"{typed[0]} shapes the HTML panels, which --only_generated does not write")
+        if opt.result_layout == "patn5" and "--num_panels" in typed:
+            raise InputError("--num_panels picks the pairs shown as panels; --result_layout patn5 writes a panel for "
+                             "every pair (use --how_many to write fewer)")
+
     def derive(self, opt: Options) -> None:
         super().derive(opt)
         if opt.results_dir is None:
@@ -57,8 +87,13 @@ class TestOptions(BaseOptions):
 
     def validate(self, opt: Options) -> None:
         super().validate(opt)
-        if opt.how_many < 1:
+        if not opt.how_many >= 1:  # also refuses nan
             raise InputError(f"--how_many must be >= 1, got {opt.how_many}")
+        if opt.page_size < 1:
+            raise InputError(f"--page_size must be >= 1, got {opt.page_size}")
+        if opt.num_panels < -1:
+            raise InputError(f"--num_panels must be >= 0, or -1 for all, got {opt.num_panels}")
+        self.refuse_unread_page_flags(opt)
         if opt.result_layout == "patn5" and (opt.only_generated or opt.image_format != "jpg"):
             raise InputError("--result_layout patn5 writes PATN's JPEG panels and their page; it contradicts "
                              "--only_generated and --image_format png")

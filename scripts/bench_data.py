@@ -21,6 +21,7 @@ import torch
 from data import create_dataloader, find_dataset_class
 from data.synthetic_dataset import ensure_synthetic
 from util.distributed import RunContext
+from util.io import InputError, report_input_errors
 
 CASES = (("market", "native"), ("fashion", "native"), ("fashion", "pad256"), ("fashion", "stretch256"))
 
@@ -68,6 +69,18 @@ def samples_per_second(opt, batches: int, repeats: int) -> float:
     return statistics.median(rates)
 
 
+def parse_workers(text: str) -> list[int]:
+    """`--workers 0,2` -> [0, 2]; InputError for anything but a comma list of counts >= 0."""
+    try:
+        workers = [int(w) for w in text.split(",")]
+    except ValueError:
+        workers = []
+    if not workers or min(workers) < 0:
+        raise InputError(f"--workers {text!r}: expected a comma list of counts >= 0, e.g. 0,2")
+    return workers
+
+
+@report_input_errors
 def main(argv: list[str] | None = None) -> int:
     """Build the synthetic data, time every case, print the table."""
     parser = argparse.ArgumentParser(prog="python -m scripts.bench_data", description=__doc__.split("\n")[0])
@@ -77,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
     parser.add_argument("--workers", type=str, default="0,2", help="comma list of num_workers to compare")
     args = parser.parse_args(argv)
-    workers = [int(w) for w in args.workers.split(",")]
+    for option in ("people", "batch_size", "batches", "repeats"):
+        if getattr(args, option) < 1:
+            raise InputError(f"--{option} must be >= 1, got {getattr(args, option)}")
+    workers = parse_workers(args.workers)
     torch.set_num_threads(1)  # like a DataLoader worker; keeps the 0-worker figure comparable
     print(f"device cpu | torch {torch.__version__} | batch {args.batch_size} | train split, flip_prob 0.5 | "
           f"median of {args.repeats} x {args.batches} batches")

@@ -30,6 +30,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from metrics import ssim_cpu
 from metrics.evaluate import Networks, reconstruction_metrics, score_pairs
 from metrics.pairing import match
+from util.io import InputError, report_input_errors
 
 FRAMES = {"fashion": ((256, 176), True), "market": ((128, 64), False)}  # (H, W), padded as DPTN does
 METRICS = ("ssim", "ssim_256", "psnr", "l1", "mae")
@@ -158,17 +159,33 @@ def bench_frame(frame: str, args) -> list[tuple]:
         return rows
 
 
+def check_options(args) -> list[str]:
+    """The frames to time; InputError for an unknown frame or a count out of range (before any work)."""
+    for option in ("pairs", "batch_size", "repeats"):
+        if getattr(args, option) < 1:
+            raise InputError(f"--{option} must be >= 1, got {getattr(args, option)}")
+    if args.workers < 0 or args.threads < 0:
+        raise InputError(f"--workers and --threads must be >= 0, got {args.workers} and {args.threads}")
+    frames = [f.strip() for f in args.frames.split(",") if f.strip()]
+    unknown = [f for f in frames if f not in FRAMES]
+    if unknown or not frames:
+        raise InputError(f"unknown --frames {', '.join(unknown) or repr(args.frames)}; available: {', '.join(FRAMES)}")
+    return frames
+
+
+@report_input_errors
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", type=int, default=128)
-    parser.add_argument("--frames", default="fashion,market")
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench_metrics", description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", type=int, default=128, help="generated/target pairs per frame")
+    parser.add_argument("--frames", default="fashion,market", help=f"comma list of {', '.join(FRAMES)}")
+    parser.add_argument("--batch_size", type=int, default=32, help="pairs per batch of our evaluator")
+    parser.add_argument("--workers", type=int, default=2, help="loader workers of our evaluator")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads in this process (0: torch's default); the loop is single-threaded, "
                              "and loader workers always run one thread each")
     args = parser.parse_args(argv)
+    frames = check_options(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     ssim_cpu.compile_kernels()  # compiling is paid once per process, not per evaluation: keep it out of the timings
@@ -177,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     header = f"{'frame':<8} {'size':<16} {'timing':<13} {'pairs':>5} {'loop img/s':>11} {'ours img/s':>11} " \
              f"{'ratio':>7} {'max |diff|':>11}"
     print(header)
-    for frame in args.frames.split(","):
-        for row in bench_frame(frame.strip(), args):
+    for frame in frames:
+        for row in bench_frame(frame, args):
             print(f"{row[0]:<8} {row[1]:<16} {row[2]:<13} {row[3]:>5} {row[4]:>11.1f} {row[5]:>11.1f} "
                   f"{row[6]:>6.2f}x {row[7]:>11.2e}")
     return 0

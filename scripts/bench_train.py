@@ -46,14 +46,26 @@ from pathlib import Path
 
 import torch
 
+from util.io import InputError, report_input_errors
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BATCH = {"market": 4, "fashion": 2}  # small enough for a 2-core CPU; pass the paper's on a GPU
 
 
 # --- the child processes ----------------------------------------------------------------------------------
 
+def random_keypoints(batch: int, height: int, width: int, g: torch.Generator) -> torch.Tensor:
+    """(B, 18, 2) int64 (row, col) in the frame, about one in six missing (-1), as the datasets give them."""
+    rows = torch.randint(0, height, (batch, 18, 1), generator=g)
+    cols = torch.randint(0, width, (batch, 18, 1), generator=g)
+    keypoints = torch.cat([rows, cols], dim=2)
+    keypoints[torch.rand(batch, 18, generator=g) < 1 / 6] = -1
+    return keypoints
+
+
 def random_batch(batch: int, height: int, width: int, seed: int = 1) -> dict:
-    """A batch as the datasets return it: images uniform in [-1, 1], pose maps uniform in [0, 1]."""
+    """A batch as the datasets return it: images uniform in [-1, 1], pose maps uniform in [0, 1], random
+    keypoints and masks (what the DPIG recipe adds)."""
     g = torch.Generator().manual_seed(seed)
     return {
         "source_image": torch.rand(batch, 3, height, width, generator=g) * 2 - 1,
@@ -61,8 +73,29 @@ def random_batch(batch: int, height: int, width: int, seed: int = 1) -> dict:
         "source_pose": torch.rand(batch, 18, height, width, generator=g),
         "target_pose": torch.rand(batch, 18, height, width, generator=g),
         "target_mask": (torch.rand(batch, 1, height, width, generator=g) > 0.7).float(),
+        "source_mask": (torch.rand(batch, 1, height, width, generator=g) > 0.7).float(),
+        "source_keypoints": random_keypoints(batch, height, width, g),
+        "target_keypoints": random_keypoints(batch, height, width, g),
         "source_name": [f"s{i}.jpg" for i in range(batch)], "target_name": [f"t{i}.jpg" for i in range(batch)],
     }
+
+
+class RandomPairs:
+    """A stand-in training set for `BaseModel.start_of_training`: `pairs` and `item(index, flip)` of random items
+    (DPIG's stage-II critics draw their real batches from the training set)."""
+
+    flip_prob = 0.0
+
+    def __init__(self, count: int, height: int, width: int) -> None:
+        self.pairs = [(f"s{i}.jpg", f"t{i}.jpg") for i in range(count)]
+        self.frame = (height, width)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def item(self, index: int, flip: bool) -> dict:
+        one = random_batch(1, *self.frame, seed=index + 2)
+        return {k: v[0] for k, v in one.items()}
 
 
 def network_frame(opt) -> tuple[int, int]:
@@ -105,6 +138,7 @@ def build_ours(spec: dict):
         model = create_model(opt, ctx)
         if train:
             model.setup()
+            model.start_of_training(1, RandomPairs(4 * spec["batch"], *network_frame(opt)))
             model.train()
         else:
             model.eval()
@@ -297,6 +331,18 @@ def print_networks(rows: list[dict]) -> None:
             print(f"  {r['label']:<28} {name:<8} {count:>12,} {trainable:>12,} {gmacs}")
 
 
+def check_counts(args) -> None:
+    """InputError for a count out of range, before any timing."""
+    for option, least in (("iters", 1), ("warmup", 0), ("threads", 1), ("test_batch_size", 1)):
+        if getattr(args, option) < least:
+            raise InputError(f"--{option} must be >= {least}, got {getattr(args, option)}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InputError(f"--batch_size must be >= 1, got {args.batch_size}")
+    if args.official_root and not Path(args.official_root).is_dir():
+        raise InputError(f"--official_root {args.official_root} is not a folder")
+
+
+@report_input_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.bench_train", description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=str, default="DPTN", help="any registered model (models/<name>_model.py)")
@@ -337,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--skip_training and --skip_inference together leave nothing to time")
     if args.official_root and not (REPO / "scripts" / "official_bench" / f"{args.model.lower()}.py").is_file():
         parser.error(f"--official_root: no adapter for {args.model} in scripts/official_bench/")
+    check_counts(args)
     batch = args.batch_size or DEFAULT_BATCH[args.dataset_mode]
     base = {"model": args.model, "dataset_mode": args.dataset_mode, "gpu_ids": args.gpu_ids,
             "threads": args.threads, "extra": args.extra.split(), "official_root": args.official_root}

@@ -17,9 +17,14 @@ from util.io import InputError, report_input_errors
 
 
 def load(path: Path) -> np.ndarray:
+    """An image as float64 in [-1, 1]; InputError naming a missing or undecodable file."""
     if not path.is_file():
         raise InputError(f"image {path} not found")
-    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 127.5 - 1.0
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.float64) / 127.5 - 1.0
+    except (OSError, SyntaxError, ValueError) as err:  # UnidentifiedImageError is an OSError
+        raise InputError(f"{path}: unreadable image ({err})") from None
 
 
 def l1_scores(results_dir: Path, image_dir: Path, pairs: list[tuple[str, str]]) -> tuple[float, float, int]:
@@ -29,8 +34,11 @@ def l1_scores(results_dir: Path, image_dir: Path, pairs: list[tuple[str, str]]) 
         fake = next(results_dir.glob(f"{Path(source).stem}_2_{Path(target).stem}_vis.*"), None)
         if fake is None:
             continue
-        truth = load(image_dir / target)
-        generated.append(np.abs(load(fake) - truth).mean())
+        truth, made = load(image_dir / target), load(fake)
+        if made.shape != truth.shape:
+            raise InputError(f"{fake}: {made.shape[0]}x{made.shape[1]}, but its target {target} is "
+                             f"{truth.shape[0]}x{truth.shape[1]}")
+        generated.append(np.abs(made - truth).mean())
         copied.append(np.abs(load(image_dir / source) - truth).mean())
     if not generated:
         raise InputError(f"no generated images of the listed pairs in {results_dir}")
@@ -46,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phase", default="test", help="image folder inside --dataroot")
     args = parser.parse_args(argv)
     root = Path(args.dataroot)
+    for folder, option in ((Path(args.results_dir), "--results_dir"), (root / args.phase, "--dataroot/--phase")):
+        if not folder.is_dir():
+            raise InputError(f"{option}: {folder} is not a folder")
+    if not (root / args.pairs).is_file():
+        raise InputError(f"--pairs: {root / args.pairs} not found (a pair CSV inside --dataroot)")
     model, copy, count = l1_scores(Path(args.results_dir), root / args.phase, read_pairs(root / args.pairs))
     verdict = "better" if model < copy else "NOT better"
     print(f"{count} test pairs: mean L1 to the target  model {model:.4f}  |  copy the source {copy:.4f}  "

@@ -22,6 +22,7 @@ from data.fashion_dataset import FASHION_SIZE
 from data.framing import fit_box, identity_framing, keypoint_box
 from data.market_dataset import MARKET_SIZE
 from data.pose_formats import Pose, csv_specs, is_photo, read_photo, read_pose, split_spec
+from datasets.staging import check_out_path
 from options.base_options import HelpfulParser
 from scripts.transfer import LazyEstimator, add_pose_input_options
 from util.image import save_image
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="draw in the pose's own coordinates, or framed into a dataset frame")
     parser.add_argument("--scale", type=int, default=1, help="enlarge the image by this factor (nearest)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --pose_random_weights")
+    parser.add_argument("--no_download", action="store_true", help="never download the Keypoint R-CNN weights")
     return add_pose_input_options(parser)
 
 
@@ -96,10 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(f"--scale must be >= 1, got {opt.scale}")
     if (opt.height is None) != (opt.width is None):
         raise InputError("give both --height and --width, or neither")
+    if opt.height is not None and min(opt.height, opt.width) < 1:
+        raise InputError(f"--height and --width must be >= 1, got {opt.height} and {opt.width}")
     estimator = LazyEstimator(opt, torch.device("cpu"))
     path, row = split_spec(opt.pose)
     out = Path(opt.out)
     if path.suffix.lower() == ".csv" and row is None and out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        check_out_path(out, "folder")
         specs = csv_specs(path)
         for spec in specs:
             save_image(render(opt, spec, estimator), out / f"{Path(split_spec(spec)[1]).stem}.png")
@@ -107,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise InputError(f"--out {out}: expected a .png or .jpg file (a folder only for a whole .csv)")
+    check_out_path(out, "file")
     save_image(render(opt, opt.pose, estimator), out)
     print(f"wrote {out}")
     return 0

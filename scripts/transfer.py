@@ -9,6 +9,10 @@ read). Poses come from OpenPose JSON (COCO-18 or BODY_25), annotation-CSV rows, 
 R-CNN (data/keypoint_rcnn.py). The person is cropped to the dataset's aspect ratio, padded and resized
 (data/framing.py), and every item is built by the datasets' own PairDataset.make_item, so the model sees
 what test.py would give it; the output goes back to the dataset frame as test.py does.
+
+A pose whose keypoints mostly miss its photo or the frame (the pose of another image) is refused, naming the
+file, rather than feeding the model a flat fill; a --out frame folder holding frames this run would not replace
+(another sequence) is refused rather than mixed.
 """
 from __future__ import annotations
 
@@ -38,11 +42,14 @@ from util.image import save_image
 from util.io import InputError, report_input_errors
 from data.keypoint_rcnn import KEYPOINT_THRESHOLD, PERSON_THRESHOLD, KeypointRCNNEstimator
 from util.pose_drawing import draw_skeleton
+from util.results_dir import check_output_file, check_results_path
 
 READERS = {"market": MarketDataset, "fashion": FashionDataset}  # opt.data_format -> geometry
 FILLS = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128)}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 PLACEHOLDER = (128, 128, 128)  # target image when the target is no photo (models read it only for losses)
+MIN_LANDED = 2  # keypoints that must land on the photo and in the frame (as keypoint_box needs to place a person)
+FRAME_PATTERN = "[0-9][0-9][0-9][0-9]_*.png"  # the frames written into --out with --target_dir
 
 
 def add_pose_input_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -68,6 +75,24 @@ class TransferOptions(TestOptions):
     """Generate a person from your own photo in a target pose, or in a sequence of poses."""
 
     opt_file_name = "transfer_opt.txt"
+    # test.py's result and data-loading flags: transfer reads no dataset's pairs and writes only --out/--animation
+    not_read = {
+        **TestOptions.not_read,
+        **dict.fromkeys(("results_dir", "overwrite"),
+                        "is a test.py option: scripts.transfer writes to --out (and --animation)"),
+        "how_many": "is a test.py option (pairs of a dataset): scripts.transfer generates one image per --target "
+                    "or per pose of --target_dir",
+        "image_format": "is a test.py option: scripts.transfer writes the format of --out's suffix (.png or .jpg)",
+        **dict.fromkeys(("num_panels", "page_size", "result_layout", "only_generated"),
+                        "is a test.py option (its HTML pages): scripts.transfer writes the image alone or, with "
+                        "--panel, source | target pose | result"),
+        **dict.fromkeys(("image_list", "legacy_names"),
+                        "is an option of test.py --canonical_poses: scripts.transfer renders --source in the poses "
+                        "of --target or --target_dir"),
+        **dict.fromkeys(("num_threads", "serial_batches", "max_dataset_size"),
+                        "is a test.py option (its DataLoader over a dataset): scripts.transfer reads --source and "
+                        "the target poses itself"),
+    }
 
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser = super().initialize(parser)
@@ -122,13 +147,17 @@ class TransferOptions(TestOptions):
                 raise InputError("--animation needs a pose sequence: use --target_dir instead of --target")
             if opt.out is None or Path(opt.out).suffix.lower() not in IMAGE_SUFFIXES:
                 raise InputError(f"--out must name the result image (.png or .jpg), got {opt.out!r}")
+            check_output_file(opt.out, "--out")
         else:
             if opt.out is None and opt.animation is None:
                 raise InputError("with --target_dir give --animation out.gif and/or --out <folder>")
             if opt.out is not None and Path(opt.out).suffix.lower() in IMAGE_SUFFIXES:
                 raise InputError(f"with --target_dir, --out is a folder for the frames, got the image name {opt.out}")
+            if opt.out is not None:
+                check_results_path(opt.out, "--out")
             if opt.animation is not None:
                 check_animation_path(opt.animation)
+                check_output_file(opt.animation, "--animation")
         if opt.fps <= 0:
             raise InputError(f"--fps must be > 0, got {opt.fps}")
         if opt.display_scale < 1:
@@ -152,7 +181,7 @@ class LazyEstimator:
             opt = self.opt
             self.net = KeypointRCNNEstimator(opt.pose_weights, opt.pose_random_weights, opt.pose_threshold,
                                              opt.person_threshold, opt.pose_size, max(opt.pose_size * 5 // 3, 32),
-                                             self.device, opt.seed)
+                                             self.device, opt.seed, download=not opt.no_download)
         return self.net(image, origin)
 
 
@@ -222,16 +251,55 @@ def pose_name(spec: str) -> str:
     return row if row is not None else path.name
 
 
+def check_landed(pose: Pose, placed: np.ndarray, photo_size: tuple[int, int] | None, where: str) -> None:
+    """Refuse a pose whose keypoints (mostly) miss its photo or the frame: some fall outside and fewer than
+    MIN_LANDED land inside, or more fall outside than inside (the pose of another image, or in other
+    coordinates). The model would see a flat fill or an empty pose instead of the person. A pose without
+    keypoints is not judged here (the framing needs some, a detector box none).
+
+    placed: int (18, 2) keypoints in the frame (-1 = missing or outside); photo_size: (H, W) of the photo the
+    pose must lie on, or None.
+    """
+    present = pose.present
+    landed = present & (placed >= 0).all(axis=1)
+    if photo_size is not None:
+        height, width = photo_size
+        landed &= (pose.keypoints[:, 0] < height) & (pose.keypoints[:, 1] < width)
+    inside, outside = int(landed.sum()), int((present & ~landed).sum())
+    if outside and (inside < MIN_LANDED or outside > inside):
+        raise InputError(f"{pose.origin}: {outside} of its {inside + outside} visible keypoints fall outside "
+                         f"{where} (at most half may, and at least {MIN_LANDED} must lie inside); give the pose "
+                         "of this person in these coordinates")
+
+
 def place_targets(specs: list[str], opt, estimator, source: Framing, size, fill) -> list[Placed]:
     """Read every target pose and map it into the dataset frame."""
     loaded = [load_pose_input(spec, opt, estimator) for spec in specs]
     poses, photos = [p for p, _ in loaded], [ph for _, ph in loaded]
     framings = target_framings(opt, poses, photos, source, size)
     placed = []
+    where = f"the {size[0]}x{size[1]} frame (--target_placement {opt.target_placement})"
     for spec, pose, photo, framing in zip(specs, poses, photos, framings):
         image = framing.crop(photo, fill) if photo is not None else Image.new("RGB", size[::-1], PLACEHOLDER)
-        placed.append(Placed(image, framing.keypoints_to_frame(pose.keypoints), pose_name(spec)))
+        keypoints = framing.keypoints_to_frame(pose.keypoints)
+        check_landed(pose, keypoints, None if photo is None else (photo.height, photo.width), where)
+        placed.append(Placed(image, keypoints, pose_name(spec)))
     return placed
+
+
+def frame_names(targets: list[Placed]) -> list[str]:
+    """The file names of the frames written into --out with --target_dir, in sequence order."""
+    return [f"{i:04d}_{Path(t.name).stem}.png" for i, t in enumerate(targets)]
+
+
+def check_frame_folder(folder: Path, names: list[str]) -> None:
+    """Refuse a frame folder holding frames this run would not replace (another, longer or other sequence):
+    the folder would show two sequences as one."""
+    stale = sorted(p.name for p in folder.glob(FRAME_PATTERN) if p.is_file() and p.name not in set(names))
+    if stale:
+        shown = ", ".join(stale[:3]) + (f" ... (+{len(stale) - 3} more)" if len(stale) > 3 else "")
+        raise InputError(f"--out {folder} holds {len(stale)} frames of another sequence that this run of "
+                         f"{len(names)} poses would not replace ({shown}); choose another --out or delete them")
 
 
 def generate(model, dataset: PairDataset, source: Placed, targets: list[Placed], batch_size: int) -> list[np.ndarray]:
@@ -289,9 +357,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         pose = estimator(photo, opt.source)
     framing = source_framing(opt, pose, photo, size)
-    source = Placed(framing.crop(photo, fill), framing.keypoints_to_frame(pose.keypoints), Path(opt.source).name)
+    keypoints = framing.keypoints_to_frame(pose.keypoints)
+    on_photo = f"the photo {opt.source} ({photo.height}x{photo.width})"
+    check_landed(pose, keypoints, (photo.height, photo.width), on_photo)
+    source = Placed(framing.crop(photo, fill), keypoints, Path(opt.source).name)
     specs = [opt.target] if opt.target is not None else list_pose_folder(opt.target_dir)
     targets = place_targets(specs, opt, estimator, framing, size, fill)
+    if opt.target_dir is not None and opt.out is not None:
+        check_frame_folder(Path(opt.out), frame_names(targets))
 
     model = load_model(opt, ctx)
     dataset = PairDataset.in_memory(opt, size, frame)
@@ -304,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if opt.out is not None:
         folder = Path(opt.out)
-        for i, (target, image) in enumerate(zip(targets, frames)):
-            save_image(image, folder / f"{i:04d}_{Path(target.name).stem}.png")
+        for name, image in zip(frame_names(targets), frames):
+            save_image(image, folder / name)
         print(f"wrote {len(frames)} frames to {folder}")
     if opt.animation is not None:
         write_animation(frames, opt.animation, opt.fps)

@@ -16,6 +16,7 @@ import argparse
 import functools
 import itertools
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from PIL import Image
 from data.annotations import NUM_KEYPOINTS, read_annotations, write_annotations, write_pairs
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+os.environ["HPT_NO_DOWNLOAD"] = "1"  # the suite never downloads weights (util/weights.py; subprocesses inherit it)
 
 
 def pytest_configure(config) -> None:
@@ -160,3 +162,16 @@ def standing_pose():
 @pytest.fixture
 def dataset_opt():
     return build_dataset_opt
+
+
+@pytest.fixture
+def no_downloads(monkeypatch, tmp_path):
+    """An empty torch hub cache under tmp_path; any download attempt fails the test."""
+    import torch
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"download attempted: {args[:1]}")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)

@@ -13,7 +13,7 @@ from models.networks.init import init_weights
 from models.networks.schedulers import get_scheduler
 from util.checkpoint import load_weights, save_weights, strip_wrapper_prefixes
 from util.io import InputError, atomic_torch_save, atomic_write_text
-from util.weights import local_weights
+from util.weights import VGG19, local_weights
 
 
 def schedule_opt(policy: str, niter: int = 3, niter_decay: int = 4) -> argparse.Namespace:
@@ -133,10 +133,10 @@ def test_partial_or_wrong_checkpoints_are_refused_by_name(tmp_path):
 def test_missing_pretrained_weights_name_the_file_and_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(InputError) as info:
-        local_weights("vgg19-dcbb9e9d.pth", flag="--vgg_path")
+        local_weights(VGG19)  # the suite runs with HPT_NO_DOWNLOAD=1 (tests/conftest.py)
     message = str(info.value)
     assert "vgg19-dcbb9e9d.pth" in message and str(tmp_path / "torch" / "hub" / "checkpoints") in message
-    assert "--vgg_path" in message
+    assert "--vgg_path" in message and "--vgg_random_init" in message and VGG19.url in message
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "vgg19-dcbb9e9d.pth").write_bytes(b"x")
-    assert local_weights("vgg19-dcbb9e9d.pth", tmp_path / "w").name == "vgg19-dcbb9e9d.pth"
+    assert local_weights(VGG19, tmp_path / "w").name == "vgg19-dcbb9e9d.pth"

@@ -226,10 +226,10 @@ def test_train_defaults_per_dataset_and_stage(dpig_registered, tmp_path, fmt, st
 def test_typed_values_win_and_aliases(dpig_registered, tmp_path):
     opt = train(tmp_path, "--stage", "2b", "--stage1b_name", "pose_ae", "--stage1b_epoch", "60", "--batch_size",
                 "8", "--max_steps", "100", "--rmsprop", "torch", "--critic_iters", "3", "--clip_value", "0.05",
-                "--lr", "1e-4", "--lr_update_step", "10", "--cache_embeddings")
+                "--lr", "1e-4", "--lr_update_step", "10", "--critic_reals", "cache")
     assert (opt.dpig_stage, opt.batch_size, opt.max_steps, opt.niter) == ("2b", 8, 100, 100)
     assert (opt.rmsprop, opt.critic_iters, opt.clip_value, opt.lr, opt.lr_update_step) == ("torch", 3, 0.05, 1e-4, 10)
-    assert dpig_options.stage_run(opt, "1b") == ("pose_ae", "60") and opt.cache_embeddings
+    assert dpig_options.stage_run(opt, "1b") == ("pose_ae", "60") and opt.critic_reals == "cache"
     opt = train(tmp_path, "--max_steps", "0", "--niter", "3", "--fashion_frame", "native", "--d_batching",
                 "separate", "--beta1", "0.9", dataset="fashion")
     assert (opt.max_steps, opt.niter, opt.d_batching, opt.beta1) == (0, 3, "separate", 0.9)
@@ -251,7 +251,7 @@ REFUSED_TRAIN = [
     (["--dpig_stage", "1b", "--lambda_l1", "20"], "market", "--lambda_l1 does not apply to --dpig_stage 1b"),
     (["--dpig_stage", "2a", "--stage1a_name", "x", "--beta1", "0.5"], "market", "--beta1 does not apply"),
     (["--dpig_stage", "2a", "--stage1a_name", "x", "--d_batching", "concat"], "market", "--d_batching does not"),
-    (["--cache_embeddings"], "market", "--cache_embeddings applies to stage II"),
+    (["--critic_reals", "cache"], "market", "--critic_reals does not apply to --dpig_stage 1a"),
     (["--tf_df_stage2_roi48", "--dpig_stage", "2a", "--stage1a_name", "x"], "market", "DeepFashion stage 2a only"),
     (["--fg_mask_radius", "7"], "fashion", "applies to Market only"),
     (["--part_margin", "6"], "fashion", "applies to Market only"),
@@ -320,7 +320,7 @@ REFUSED_TEST = [
     (["--dpig_task", "sample", "--sample_bg", "--stage1b_epoch", "3"], "market", "not 1b"),
     (["--dpig_task", "sample", "--sample_pose", "--result_layout", "patn5"], "market", "writes single images"),
     (["--part_margin", "6"], "fashion", "applies to Market only"),
-    (["--init_gain", "0.02"], "market", "--init_gain does not apply"),
+    (["--init_gain", "0.02"], "market", "--init_gain is a training option"),
 ]
 
 

@@ -269,9 +269,11 @@ def test_fashion_sample_and_interpolate_at_dataset_resolution(tiny_fashion_root,
         assert gif.size == (176, 256) and sum(1 for _ in ImageSequence.Iterator(gif)) == 3
 
 
-def test_end_to_end_through_test_py(tiny_market_root, tmp_path):
-    """--model DPIG at --ngf 8 with freshly initialised nets of every stage, saved as run `r`: test.py's sample
-    and interpolate tasks write their files (and model.test() adds no transfer output)."""
+@pytest.mark.parametrize("mode", ["market", "fashion"])
+def test_end_to_end_through_test_py(mode, tiny_market_root, tiny_fashion_root, tmp_path):
+    """--model DPIG at --ngf 8 with freshly initialised nets of every stage, saved as run `r`: test.py's transfer,
+    sample and interpolate tasks write their files on synthetic Market and DeepFashion (pad256 cropped back to the
+    dataset's 256x176)."""
     import importlib.util
 
     from models import create_model
@@ -282,23 +284,37 @@ def test_end_to_end_through_test_py(tiny_market_root, tmp_path):
     spec = importlib.util.spec_from_file_location("dpig_tasks_test_script", Path(__file__).parents[1] / "test.py")
     test_script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(test_script)
+    root = tiny_market_root if mode == "market" else tiny_fashion_root
+    size = (64, 128) if mode == "market" else (176, 256)
     ckpt = tmp_path / "ckpt"
-    common = ["--model", "DPIG", "--dataset_mode", "market", "--dataroot", str(tiny_market_root), "--checkpoints_dir",
+    common = ["--model", "DPIG", "--dataset_mode", mode, "--dataroot", str(root), "--checkpoints_dir",
               str(ckpt), "--name", "r", "--gpu_ids", "-1", "--num_threads", "0", "--ngf", "8", "--batch_size", "4"]
-    every = ["--dpig_task", "sample", "--sample_fg", "--sample_bg", "--sample_pose"]
+    appearance = ["--sample_fg", "--sample_bg"] if mode == "market" else ["--sample_app"]
+    every = ["--dpig_task", "sample", *appearance, "--sample_pose"]
     opt = TestOptions().parse(common + every + ["--results_dir", str(tmp_path / "unused")], echo=False)
     torch.manual_seed(0)
     model = create_model(opt, build_context(opt.gpu_ids))
     for name in model.model_names:
         save_weights(getattr(model, "net" + name), ckpt / "r" / f"latest_net_{name}.pth")
-    assert set(model.model_names) >= {"E", "G", "PoseE", "PoseD", "Phi_fg", "Phi_bg", "Phi_pose"}
+    factors = {"fg", "bg"} if mode == "market" else {"app"}
+    assert set(model.model_names) >= {"E", "G", "PoseE", "PoseD", "Phi_pose"} | {f"Phi_{f}" for f in factors}
+    dataset = find_dataset_class(mode)(opt)
+    out = tmp_path / "transfer"
+    assert test_script.main(common + ["--results_dir", str(out)]) == 0
+    expected = {f"{Path(a).stem}_2_{Path(b).stem}_vis.jpg" for a, b in dataset.pairs}
+    assert {p.name for p in out.glob("*_vis.jpg")} == expected and len(expected) == len(dataset)
+    assert all(Image.open(p).size == size for p in out.glob("*_vis.jpg"))
     out = tmp_path / "sample"
     assert test_script.main(common + every + ["--num_samples", "2", "--how_many", "4", "--results_dir",
                                               str(out)]) == 0
-    stems = [Path(s).stem for s in sources_in_order(find_dataset_class("market")(opt))[:2]]
+    stems = [Path(s).stem for s in sources_in_order(dataset)[:2]]
     assert {p.name for p in out.glob("*.jpg")} == {f"{s}_sample_{k}.jpg" for s in stems for k in range(2)}
+    assert all(Image.open(p).size == size for p in out.glob("*.jpg"))
     out = tmp_path / "interp"
     assert test_script.main(common + ["--dpig_task", "interpolate", "--num_inner", "1", "--how_many", "2",
                                       "--results_dir", str(out)]) == 0
     assert len(list(out.glob("*_interpolate_*.jpg"))) == 6 and len(list(out.glob("*.gif"))) == 2
+    for gif_path in out.glob("*.gif"):
+        with Image.open(gif_path) as gif:
+            assert gif.size == size and sum(1 for _ in ImageSequence.Iterator(gif)) == 3  # 2 ends + 1 inner
     assert not list(out.glob("*_vis.*")) and (out / "web" / "index.html").is_file()

@@ -19,7 +19,7 @@ from models import create_model
 from models.networks.dpig_parts import disc_pose_map
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
-from test_reliability import kill_then_resume, same_weights, train_process
+from test_reliability import kill_then_resume, run_args, same_weights, train_process
 from util.distributed import build_context
 
 NARROW = ("--ngf", "8")
@@ -41,6 +41,7 @@ def train_model(root: Path, ckpt: Path, stage: str, name: str, *extra: str, mode
     batch = default_collate([dataset[i] for i in range(opt.batch_size)])
     model = create_model(opt, build_context([]))
     model.setup()
+    model.start_of_training(1, dataset)
     model.train()
     return model, batch
 
@@ -195,16 +196,31 @@ def test_test_time_api_and_a_missing_stage_run(tiny_market_root, stage_runs, tmp
     assert "--stage1b_name" in err[0]
 
 
+RESUMED_STAGES = {  # stage -> (model flags, steps, the networks it trains)
+    "1a": ((*STAGE_1A, "--lr_update_step", "3"), 12, ("E", "G", "D")),
+    "1b": (("--model", "DPIG", "--dpig_stage", "1b", "--lr_update_step", "3"), 8, ("PoseE", "PoseD")),
+    "2a": (("--model", "DPIG", "--dpig_stage", "2a", "--stage1a_name", "run1a", *NARROW, "--critic_iters", "2",
+            "--lr_update_step", "3"), 8, ("Phi_fg", "D_fg", "Phi_bg", "D_bg")),
+    "2b": (("--model", "DPIG", "--dpig_stage", "2b", "--stage1b_name", "run1b", "--critic_reals", "cache",
+            "--lr_update_step", "3"), 8, ("Phi_pose", "D_pose")),
+}
+
+
 @pytest.mark.slow
-def test_kill_minus_9_then_resume_stage_1a(tiny_market_root, tmp_path):
-    """Across the iteration-0 rule, a halving of the rate (every 3 iterations) and an epoch boundary."""
-    model = (*STAGE_1A, "--lr_update_step", "3")
-    steps = 12
-    straight = ["--name", "straight", *model, "--dataset_mode", "market", "--dataroot", str(tiny_market_root),
-                "--checkpoints_dir", str(tmp_path), "--batchSize", "2", "--gpu_ids", "-1", "--num_threads", "0",
-                "--seed", "5", "--niter", "3", "--niter_decay", "0", "--max_steps", str(steps)]
-    assert train_process(straight).wait() == 0
+@pytest.mark.parametrize("stage", sorted(RESUMED_STAGES))
+def test_kill_minus_9_then_resume(stage, tiny_market_root, tmp_path):
+    """Killed at a random iteration and resumed, every stage's weights equal an uninterrupted run's: 1a across
+    the iteration-0 rule, a halving of the rate (every 3 iterations) and an epoch boundary; 2a with fresh real
+    batches per critic step; 2b with the embedding cache, rebuilt on resume."""
+    if stage in ("2a", "2b"):
+        earlier, extra = ("1a", (*NARROW, "--ndf", "8")) if stage == "2a" else ("1b", ())
+        argv = ["--model", "DPIG", "--dpig_stage", earlier, "--name", f"run{earlier}", *extra, "--batch_size", "2",
+                "--max_steps", "2", *common(tiny_market_root, tmp_path)]
+        assert train_script.main(argv) == 0
+    model, steps, nets = RESUMED_STAGES[stage]
+    assert train_process(run_args(tiny_market_root, tmp_path, "straight", "--max_steps", str(steps),
+                                  model=model)).wait() == 0
     kill_then_resume(tiny_market_root, tmp_path, model, steps)
-    for net in ("E", "G", "D"):
+    for net in nets:
         assert same_weights(tmp_path / "straight" / f"latest_net_{net}.pth",
                             tmp_path / "victim" / f"latest_net_{net}.pth")

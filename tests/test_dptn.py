@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from models.base_model import unwrap
 from models.dptn_model import DPTNModel

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -22,18 +21,12 @@ test_script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(test_script)
 MODEL = ["--model", "PG2", "--stage", "1", "--dataset_mode", "market", "--ngf", "8", "--gpu_ids", "-1",
          "--num_threads", "0"]
-FAST = ["--num_workers", "0", "--num_threads", "1"]
+FAST = ["--num_workers", "0", "--torch_threads", "1"]
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """An empty torch hub cache and a private statistics cache; any download attempt fails the test."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"download attempted: {args[:1]}")
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+def offline(no_downloads):
+    """An empty torch hub cache; any download attempt fails the test (conftest.no_downloads)."""
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +78,12 @@ def test_dptn_command_end_to_end_on_test_py_output(generated, tiny_market_root, 
                                           abs=1e-9)
     assert float(psnr) == pytest.approx(peak_signal_noise_ratio(tgt, gen, data_range=1), abs=1e-9)
     table = (name.parent / "market.csv").read_text().splitlines()
-    assert table[0] == "metric,value,std,n,excluded,protocol,variant" and len(table) == 10
-    # the same command again: the real-set statistics come from the cache, the numbers are identical
-    assert cli.main(dptn_command(tiny_market_root, generated, name) + extra) == 0
+    assert table[0] == "metric,value,std,n,excluded,protocol,variant,note" and len(table) == 10
+    # the same command again: refused (the report exists), then with --overwrite the real-set statistics come
+    # from the cache and the numbers are identical
+    assert cli.main(dptn_command(tiny_market_root, generated, name) + extra) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(dptn_command(tiny_market_root, generated, name) + extra + ["--overwrite"]) == 0
     assert "statistics cache hit" in capsys.readouterr().out
     assert read_json(name)["results"]["fid"]["value"] == results["fid"]["value"]
 
@@ -197,7 +193,7 @@ def test_missing_weights_stop_with_the_file_name(tmp_path, capsys):
     gt, gen = market_folders(tmp_path)
     hub = tmp_path / "torch_home" / "hub" / "checkpoints"
     err = run_error(base_args(gt, gen, tmp_path), capsys)  # the default set includes LPIPS
-    assert f"{hub}/alexnet-owt-7be5be79.pth not found" in err and err.count("\n") == 1
+    assert f"{hub}/alexnet-owt-7be5be79.pth not found" in err and err.count("\n") == 4  # one error, 4 lines
     err = run_error(base_args(gt, gen, tmp_path, "--metrics", "fid", f"--fid_real_path={gt}", "--fid_batch_size", "1"),
                     capsys)
     assert "inception_v3_google-0cc3c7bd.pth not found" in err and "inception_v3_google-1a9a5a14.pth" in err
@@ -241,7 +237,7 @@ def test_inception_score_paths(tmp_path, capsys, standing_pose):
     assert report["provenance"]["is"]["preprocessing"] == "tf-is"
     assert report["provenance"]["is"]["resize"].startswith("TF1 legacy bilinear")
     clean = base_args(gt, gen, tmp_path, "--random_weights", "--protocol", "clean", "--metrics", "fid,is",
-                      "--is_splits", "2", f"--fid_real_path={gt}", "--no_cache")
+                      "--is_splits", "2", f"--fid_real_path={gt}", "--no_cache", "--overwrite")
     assert cli.main(clean) == 0
     provenance = read_json(tmp_path / "out")["provenance"]
     assert provenance["is"]["preprocessing"] == provenance["fid"]["preprocessing"] == "clean-fid"

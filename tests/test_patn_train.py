@@ -226,20 +226,22 @@ def test_readme_commands_train_and_test_on_cpu(official_layout, dataset):
     torch.save(vgg_state(), vgg)
     # verbatim, then what this machine needs: a local VGG19, two short iterations (the real network, batch 2)
     extra = ["--vgg_path", str(vgg), "--max_steps", "2", "--batchSize", "2", "--num_threads", "0", "--print_freq", "2"]
+    if dataset == "fashion":
+        extra += ["--pose_encoding", "pixel"]  # the one-pixel maps of the official DeepFashion script
     assert train_script.main(README[("train", dataset)].split() + extra) == 0
     run = official_layout / "checkpoints" / f"{dataset}_PATN"
     names = sorted(p.name for p in run.glob("latest_net_*.pth"))
     assert names == ["latest_net_netD_PB.pth", "latest_net_netD_PP.pth", "latest_net_netG.pth"]
     assert "pair_GANloss" in (run / "loss_log.txt").read_text()
-    test_flags = README[("test", dataset)].split() + ["--num_threads", "0"]
+    test_flags = README[("test", dataset)].split() + ["--num_threads", "0", "--how_many", "3"]
     if dataset == "fashion":
-        test_flags += ["--pose_encoding", "pixel"]  # what the released DeepFashion model was given
+        test_flags += ["--pose_encoding", "pixel"]  # typed again: agrees with the run, so accepted
     assert test_script.main(test_flags) == 0
     results = official_layout / "results" / f"{dataset}_PATN" / "test_latest"
     pairs = read_pairs(official_layout / FOLDERS[dataset] / (
         "market-pairs-test.csv" if dataset == "market" else "fasion-resize-pairs-test.csv"))
     written = sorted(p.name for p in results.glob("*_vis.jpg"))
-    assert written == sorted(f"{Path(a).stem}_2_{Path(b).stem}_vis.jpg" for a, b in pairs)
+    assert written == sorted(f"{Path(a).stem}_2_{Path(b).stem}_vis.jpg" for a, b in pairs[:3])  # file order
     # the file equals the official test path: G in eval mode on the pair, (x+1)/2*255 truncated, JPEG q75
     opt = parse("test", test_flags)
     dataset_obj = find_dataset_class("keypoint")(opt)

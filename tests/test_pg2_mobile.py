@@ -372,7 +372,7 @@ def test_flags_and_mobile_defaults(parse):
         parse("--init_type", "xavier")
     with pytest.raises(InputError, match="stage-1 training"):
         parse("--init_type", "torch", "--stage", "2")
-    with pytest.raises(InputError, match="stage-1 training"):
+    with pytest.raises(InputError, match="--init_type is a training option"):
         parse("--init_type", "torch", train=False)
     with pytest.raises(InputError, match="--g2_arch"):
         parse("--g2_arch", "tiny")
@@ -489,18 +489,18 @@ def test_test_py_rebuilds_the_mobile_networks(mobile_runs, tiny_market_root, tmp
 def test_wrong_flags_at_test_and_resume_give_one_clear_error(mobile_runs, tiny_market_root, tmp_path, capsys):
     argv = cli(tiny_market_root, mobile_runs, "s2", "market", "--results_dir", str(tmp_path / "r"))
     capsys.readouterr()
-    assert test_script.main(argv) == 2  # trained with --mobilenet, tested without
+    assert test_script.main(argv + ["--g1_arch", "standard"]) == 2  # trained mobile, asked for the standard G1
     err = capsys.readouterr().err
-    assert "latest_net_G1.pth holds a mobile G1" in err and "--mobilenet or --g1_arch mobile" in err
+    assert "was trained with --g1_arch mobile, asked for standard" in err
     assert err.count("\n") == 1 and not (tmp_path / "r").exists()
-    assert test_script.main(argv + ["--g1_arch", "mobile"]) == 2  # G2 is mobile too
-    assert "latest_net_G2.pth holds a mobile G2" in capsys.readouterr().err
+    assert test_script.main(argv) == 0  # without the flags: the architectures come from the run's train_opt.txt
+    assert "--g1_arch mobile" in capsys.readouterr().out and any((tmp_path / "r").glob("*_vis.jpg"))
     resume = train_args(tiny_market_root, mobile_runs, "s2", "--stage", "2", "--stage1_name", "s1",
-                        "--g1_arch", "mobile", "--max_steps", "4", "--continue_train")
+                        "--g1_arch", "mobile", "--g2_arch", "standard", "--max_steps", "4", "--continue_train")
     before = (mobile_runs / "s2" / "latest_train_state.pth").read_bytes()
     assert train_script.main(resume) == 2
     err = capsys.readouterr().err
-    assert "s2" in err and "latest_train_state.pth holds a mobile G2" in err and "--g2_arch mobile" in err
+    assert "was trained with --g2_arch mobile, asked for standard" in err
     assert (mobile_runs / "s2" / "latest_train_state.pth").read_bytes() == before  # nothing replaced
 
 

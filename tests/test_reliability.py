@@ -23,9 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 PG2_STAGE1 = ("--model", "PG2", "--stage", "1", "--ngf", "8")
-# the real DPTN (9.79M parameters) with the Market README flags; random VGG19 weights (no download here)
+# the real DPTN (9.79M parameters) with the Market README flags; random VGG19 weights (no download here);
+# epochs of 8 random pairs (4 iterations), so that a short run crosses an epoch boundary
 DPTN_MARKET = ("--model", "DPTN", "--vgg_random_init", "--dis_layers=3", "--lambda_g=5", "--lambda_rec", "2",
-               "--t_s_ratio=0.8")
+               "--t_s_ratio=0.8", "--pairs_per_epoch", "8")
 # PATN (narrow, so that saving every iteration stays cheap) with Market's image pools, which must resume too;
 # epochs of 18 random pairs
 PATN_MARKET = ("--model", "PATN", "--vgg_random_init", "--ngf", "8", "--ndf", "8", "--pairs_per_epoch", "18")
@@ -73,13 +74,13 @@ def kill_then_resume(root: Path, tmp_path: Path, model: tuple, steps: int) -> No
     assert load_training_state(state)["progress"]["total_iters"] == steps
 
 
-@pytest.mark.parametrize("model,weights", [(PG2_STAGE1, ("G1",)), (DPTN_MARKET, ("G", "D")),
-                                           (PATN_MARKET, ("netG", "netD_PB", "netD_PP")),
-                                           (PNGAN_MARKET, ("G", "D"))],
+@pytest.mark.parametrize("model,weights,steps", [(PG2_STAGE1, ("G1",), 12), (DPTN_MARKET, ("G", "D"), 6),
+                                                 (PATN_MARKET, ("netG", "netD_PB", "netD_PP"), 12),
+                                                 (PNGAN_MARKET, ("G", "D"), 12)],
                          ids=["PG2", "DPTN", "PATN", "PNGAN"])
 @pytest.mark.slow
-def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(tiny_market_root, tmp_path, model, weights):
-    steps = 12  # 9 iterations per epoch: the run crosses an epoch boundary
+def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(tiny_market_root, tmp_path, model, weights, steps):
+    """Every run crosses an epoch boundary (9 iterations per epoch; DPTN's epochs: 4)."""
     straight = run_args(tiny_market_root, tmp_path, "straight", "--max_steps", str(steps), model=model)
     assert train_process(straight).wait() == 0
     kill_then_resume(tiny_market_root, tmp_path, model, steps)
@@ -148,6 +149,7 @@ class FakeVisdom:
 
 @pytest.mark.parametrize("situation", ["unreachable", "lost mid-run"])
 def test_visdom_trouble_costs_one_warning_and_training_finishes(tiny_market_root, tmp_path, monkeypatch, situation):
+    """127.0.0.2 is this machine's loopback but not a name the run starts a server for (localhost, 127.0.0.1)."""
     if situation == "lost mid-run":
         FakeVisdom.calls = 0
         monkeypatch.setitem(sys.modules, "visdom", types.SimpleNamespace(Visdom=FakeVisdom))
@@ -159,7 +161,7 @@ def test_visdom_trouble_costs_one_warning_and_training_finishes(tiny_market_root
             s.bind(("127.0.0.1", 0))
             port = str(s.getsockname()[1])
     argv = run_args(tiny_market_root, tmp_path, "vis", "--max_steps", "9", "--display_id", "1",
-                    "--display_port", port, "--display_server", "http://127.0.0.1", "--print_freq", "2",
+                    "--display_port", port, "--display_server", "http://127.0.0.2", "--print_freq", "2",
                     "--display_freq", "2")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

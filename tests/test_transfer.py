@@ -252,7 +252,7 @@ BAD_INPUTS = {
     "wrong keypoint count": (["--source", "{photo}", "--source_pose", "{json}", "--target", "{tmp}/short.json"],
                              ["short.json: person 0", "57 keypoint values", "54 (COCO-18), 75 (BODY_25)"]),
     "missing weights": (["--source", "{photo}", "--target", "{json}"],
-                        ["missing Keypoint R-CNN weights", WEIGHTS_FILE, "--pose_weights", "pose as a file"]),
+                        ["missing pretrained weights", WEIGHTS_FILE, "--pose_weights", "pose as a file"]),
     "unknown csv row": (["--source", "{photo}", "--source_pose", "{json}", "--target", "{csv}:nobody.jpg"],
                         ["no row 'nobody.jpg'"]),
     "two targets": (["--source", "{photo}", "--target", "{json}", "--target_dir", "{dir}"],

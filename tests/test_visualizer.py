@@ -1,7 +1,8 @@
 """Visualizer, HTML page and pose drawing: files written, their content, and visdom's failure modes.
 
-No visdom server is ever started: (a) uses a free localhost port nobody listens on, the other
-visdom tests put a recording stand-in module into sys.modules.
+No visdom server is started here (tests/test_monitoring.py runs a real one): the unreachable case uses
+an address that is not this machine, the other visdom tests put a recording stand-in module into
+sys.modules and make starting a server fail.
 """
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ class PageParser(HTMLParser):
     def handle_data(self, data):
         if self._tag in ("h2", "h3") and data.strip():
             self.headers.append(data.strip())
-        if self._tag == "p" and data.strip():
+        if self._tag in ("p", "figcaption") and data.strip():
             self.texts.append(data.strip())
 
 
@@ -257,8 +258,14 @@ class FakeVisdom:
         return self._record("line", dict(kwargs, X=X, Y=Y))
 
 
+def refuse_to_start(port, env_path, log_path):
+    raise RuntimeError("starting is disabled in this test")
+
+
 @pytest.fixture
 def fake_visdom(monkeypatch):
+    monkeypatch.setattr("util.visdom_server.launch", refuse_to_start)
+    monkeypatch.setattr("util.visdom_server.answers", lambda server, port, timeout_s=1.0: True)
     FakeVisdom.instances = []
     module = types.ModuleType("visdom")
     module.Visdom = FakeVisdom
@@ -277,16 +284,18 @@ def test_visdom_unreachable_warns_once_and_training_goes_on(tmp_path, monkeypatc
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     port = free_port()
+    opt = make_opt(tmp_path, display_id=1, port=port)
+    opt.display_server = "http://127.0.0.2"  # not "this machine" for us (no server is started), and nobody answers
     start = time.monotonic()
     with pytest.warns(VisdomWarning) as record:
-        vis = Visualizer(make_opt(tmp_path, display_id=1, port=port), cpu_ctx(), plot_interval_s=0)
+        vis = Visualizer(opt, cpu_ctx(), plot_interval_s=0)
         vis.display_current_results(make_visuals(), 1, 100)
         vis.plot_current_losses(1, 0.1, LOSSES)
         vis.print_current_losses(1, 100, LOSSES, 0.1, 0.01)
     assert time.monotonic() - start < 10
     warned = visdom_warnings(record)
-    assert len(warned) == 1 and f"python -m visdom.server -p {port}" in str(warned[0].message)
-    assert vis.vis is None and (tmp_path / "run" / "web" / "index.html").is_file()
+    assert len(warned) == 1 and f"python -m util.visdom_server -port {port}" in str(warned[0].message)
+    assert vis.vis is None and vis.server_proc is None and (tmp_path / "run" / "web" / "index.html").is_file()
 
 
 def test_visdom_receives_images_and_lines(tmp_path, fake_visdom, recwarn):
@@ -330,12 +339,13 @@ def test_visdom_check_connection_false_warns_once(tmp_path, fake_visdom, recwarn
     vis = Visualizer(make_opt(tmp_path, display_id=1, port=4321), cpu_ctx())
     vis.plot_current_losses(1, 0.1, LOSSES)
     warned = visdom_warnings(recwarn)
-    assert len(warned) == 1 and "python -m visdom.server -p 4321" in str(warned[0].message)
+    assert len(warned) == 1 and "python -m util.visdom_server -port 4321" in str(warned[0].message)
     assert fake_visdom.instances[0].calls == []
 
 
 def test_visdom_not_installed_warns_once_html_still_works(tmp_path, monkeypatch, recwarn):
     monkeypatch.setitem(sys.modules, "visdom", None)  # makes `import visdom` fail
+    monkeypatch.setattr("util.visdom_server.launch", refuse_to_start)
     vis = Visualizer(make_opt(tmp_path, display_id=1), cpu_ctx())
     vis.display_current_results(make_visuals(), 1, 100)
     vis.plot_current_losses(1, 0.1, LOSSES)

@@ -21,6 +21,10 @@ table.images td { padding: 4px; text-align: center; vertical-align: top; word-wr
 table.images p { margin: 2px 0; font-size: 0.9em; }
 table.data { border-collapse: collapse; }
 table.data td, table.data th { border: 1px solid #999; padding: 2px 8px; }
+div.grid { display: flex; flex-wrap: wrap; gap: 8px; max-width: 1400px; margin-bottom: 0.5em; }
+div.grid figure { margin: 0; text-align: center; }
+div.grid figcaption { font-size: 0.75em; line-height: 1.2; word-break: break-all; }
+p.nav a { margin-right: 0.6em; }
 """
 
 
@@ -90,8 +94,37 @@ class HTML:
                         tags.p(text)
         self.doc.add(row_table)
 
-    def add_table(self, rows: list[list[object]], header: list[str] | None = None) -> None:
-        """A small data table (e.g. metrics per checkpoint); cells are shown as text."""
+    def add_grid(self, images: list, texts: list[str], links: list, width: int, height: int) -> None:
+        """Images in rows that wrap at the page width (max 1400 px), each `width` x `height` px with its
+        caption below and a link; the fixed size lets the browser lay out the page before the files load."""
+        if not (len(images) == len(texts) == len(links)):
+            raise ValueError(f"add_grid needs as many texts and links as images, got "
+                             f"{len(images)} images, {len(texts)} texts, {len(links)} links")
+        grid = tags.div(cls="grid")
+        with grid:
+            for image, text, link in zip(images, texts, links):
+                with tags.figure(style=f"width:{int(width)}px"):
+                    with tags.a(href=self.url(link)):
+                        tags.img(src=self.url(image), width=int(width), height=int(height), alt=text)
+                    tags.figcaption(text)
+        self.doc.add(grid)
+
+    def add_links(self, links: list[tuple[str, str | None]], label: str = "") -> None:
+        """One line of links [(text, target page or None for plain text)], e.g. prev | next | page numbers."""
+        line = tags.p(cls="nav")
+        with line:
+            if label:
+                tags.span(label + " ")
+            for text, target in links:
+                if target is None:
+                    tags.b(text)
+                else:
+                    tags.a(text, href=self.url(target))
+        self.doc.add(line)
+
+    def add_table(self, rows: list[list[object]], header: list[str] | None = None, link_first: bool = False) -> None:
+        """A small data table (e.g. metrics per checkpoint); cells are shown as text. `link_first`: each row's
+        first cell is a local file, shown as a link to it."""
         data = tags.table(cls="data")
         with data:
             if header:
@@ -100,8 +133,12 @@ class HTML:
                         tags.th(str(cell))
             for row in rows:
                 with tags.tr():
-                    for cell in row:
-                        tags.td(str(cell))
+                    for i, cell in enumerate(row):
+                        if i == 0 and link_first:
+                            with tags.td():
+                                tags.a(str(cell), href=self.url(str(cell)))
+                        else:
+                            tags.td(str(cell))
         self.doc.add(data)
 
     def render(self) -> str:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import os
+import re
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -75,6 +78,43 @@ class LossHistory:
         return x, y
 
 
+# pix2pix's loss line: "(epoch: 3, iters: 400, time: 0.123, data: 0.010) G_GAN: 0.693 G_L1: 0.250"
+_LOG_LINE = re.compile(r"^\(epoch: (\d+), iters: (\d+),[^)]*\)\s*(.*)$")
+_LOG_VALUE = re.compile(r"([^\s:]+): (\S+)")
+
+
+def read_loss_log(path: str | os.PathLike, epoch_samples: int | None = None) -> list[tuple[float, dict[str, float]]]:
+    """The (x, losses) points of a loss_log.txt, oldest first, so a resumed run's plot keeps them.
+
+    x = epoch + iters / epoch_samples, as train.py plots them; the line has no epoch length, so without
+    `epoch_samples` the largest position logged stands in for it. Header and unreadable lines are skipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = _LOG_LINE.match(line.strip())
+        if not m:
+            continue
+        losses = {}
+        for name, value in _LOG_VALUE.findall(m[3]):
+            try:
+                losses[name] = float(value)
+            except ValueError:
+                pass
+        if losses:
+            rows.append((int(m[1]), int(m[2]), losses))
+    epoch_length = epoch_samples or max((iters for _, iters, _ in rows), default=0) or 1
+    return [(epoch + iters / epoch_length, losses) for epoch, iters, losses in rows]
+
+
+def format_loss(value: float) -> str:
+    """pix2pix's 3 decimals, but 3 significant digits below 0.01 so small terms (1e-4) stay readable."""
+    value = float(value)
+    return f"{value:.3f}" if value == 0 or not math.isfinite(value) or abs(value) >= 0.01 else f"{value:.3g}"
+
+
 # --- PIL loss plot -----------------------------------------------------------------------------------
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -98,11 +138,22 @@ def _tick_label(value: float, step: float) -> str:
     return f"{round(value / step) * step:.6g}"
 
 
+def _log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
+    """Ticks (in log10 units) at powers of ten, or at 1-2-5 steps when the range is under two decades."""
+    first, last = math.floor(lo), math.ceil(hi)
+    mantissas = (1.0,) if last - first >= 2 else (1.0, 2.0, 5.0)
+    ticks = [k + math.log10(m) for k in range(first, last + 1) for m in mantissas]
+    ticks = [t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9] or [lo]
+    return ticks, [f"{10.0 ** t:.0e}".replace("e-0", "e-").replace("e+00", "") for t in ticks]
+
+
 def render_loss_plot(x: np.ndarray, y: np.ndarray, names: list[str], title: str = "losses",
-                     size: tuple[int, int] = (900, 500)) -> np.ndarray:
+                     size: tuple[int, int] = (900, 500), log_y: bool | None = None) -> np.ndarray:
     """Line plot of y (N, K) against x (N,) with axes, ticks, grid and a legend; uint8 (H, W, 3).
 
-    PIL only, so the plot needs no matplotlib; NaN values leave gaps in their line.
+    PIL only, so the plot needs no matplotlib; NaN values leave gaps in their line. log_y (default:
+    when every value is > 0) puts the y axis on a log scale, so a 1e-4 style term next to a GAN
+    term of 1 keeps its own visible curve instead of a flat line at the bottom.
     """
     width, height = size
     img = Image.new("RGB", size, "white")
@@ -123,20 +174,31 @@ def render_loss_plot(x: np.ndarray, y: np.ndarray, names: list[str], title: str 
     x0, x1 = float(np.min(x)), float(np.max(x))
     if x1 - x0 < 1e-12:
         x0, x1 = x0 - 0.5, x1 + 0.5
+    if log_y is None:
+        log_y = bool((finite > 0).all())
+    legend_values = y
+    if log_y:
+        y = np.where(y > 0, np.log10(np.where(y > 0, y, 1.0)), np.nan)  # non-positive values leave gaps
+        finite = y[np.isfinite(y)]
     lo, hi = float(finite.min()), float(finite.max())
-    span = hi - lo if hi - lo > 1e-12 else max(abs(hi), 1.0) * 0.1
-    y0, y1 = lo - 0.05 * span, hi + 0.05 * span
-    if lo >= 0:
-        y0 = max(y0, 0.0)  # losses are usually >= 0; don't show a meaningless negative range
-    yticks, ystep = _nice_ticks(y0, y1, 6)
+    if log_y:
+        span = max(hi - lo, 0.3)
+        y0, y1 = lo - 0.05 * span, hi + 0.05 * span
+        yticks, ylabels = _log_ticks(y0, y1)
+    else:
+        span = hi - lo if hi - lo > 1e-12 else max(abs(hi), 1.0) * 0.1
+        y0, y1 = lo - 0.05 * span, hi + 0.05 * span
+        if lo >= 0:
+            y0 = max(y0, 0.0)  # losses are usually >= 0; don't show a meaningless negative range
+        yticks, ystep = _nice_ticks(y0, y1, 6)
+        ylabels = [_tick_label(t, ystep) for t in yticks]
     xticks, xstep = _nice_ticks(x0, x1, 8)
 
     legend = []
     for k, name in enumerate(names):
-        column = y[:, k]
+        column = legend_values[:, k]
         last = column[np.isfinite(column)]
         legend.append(f"{name} ({last[-1]:.3g})" if last.size else name)
-    ylabels = [_tick_label(t, ystep) for t in yticks]
     left = 14 + max((text_size(s)[0] for s in ylabels), default=0)
     legend_width = max(text_size(s)[0] for s in legend) + 42
     right, top, bottom = width - legend_width - 12, 42, height - 46
@@ -158,7 +220,7 @@ def render_loss_plot(x: np.ndarray, y: np.ndarray, names: list[str], title: str 
     draw.rectangle([left, top, right, bottom], outline="black")
     ew, _ = text_size("epoch")
     draw.text(((left + right - ew) / 2, bottom + 24), "epoch", fill="black", font=font)
-    draw.text((left, top - 20), "loss", fill="black", font=font)
+    draw.text((left, top - 20), "loss (log scale)" if log_y else "loss", fill="black", font=font)
 
     for k in range(y.shape[1]):
         colour = LINE_COLORS[k % len(LINE_COLORS)]

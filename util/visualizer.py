@@ -1,8 +1,11 @@
-"""Training progress: an offline HTML page (always), loss_log.txt, a PIL loss plot, visdom (optional).
+"""Training progress: an offline HTML page (always), loss_log.txt, a PIL loss plot, visdom and TensorBoard.
 
 Only rank 0 writes or connects anything; other ranks get no-ops. visdom is imported only when
-`--display_id > 0`, is never launched, and any failure (not installed, no server, lost mid-run)
-costs one warning and leaves the HTML page running.
+`--display_id > 0`; when no server answers on this machine one is started (util/visdom_server.py, no
+network needed) and keeps running after training. Any visdom failure (not installed, no server, lost
+mid-run) costs one warning and leaves the HTML page running. `--tensorboard` writes event files to
+`<run>/tensorboard/`. The page keeps the newest `--max_snapshots` visual rows (older PNGs are deleted)
+and its loss plot starts from the whole loss_log.txt, so a resumed run keeps its earlier curve.
 """
 from __future__ import annotations
 
@@ -24,11 +27,14 @@ from util.distributed import RunContext
 from util.html import HTML
 from util.image import save_image, tensor_to_uint8
 from util.io import append_line
-from util.loss_plot import LossHistory, render_loss_plot
+from util import visdom_server
+from util.loss_plot import LossHistory, format_loss, read_loss_log, render_loss_plot
 from util.pose_drawing import heatmaps_to_image
 
 LOSS_PLOT_NAME = "loss_curves.png"
 CONNECT_TIMEOUT_S = 1.0  # a local server answers in milliseconds; don't stall training start
+PAGE_WIDTH = 1400  # px: visuals wrap into rows no wider than this (util/html.py's grid has the same cap)
+MIN_THUMBNAIL = 128  # px: narrower visuals on the page wrap instead
 _IMAGE_NAME = re.compile(r"^epoch(\d+)_step(\d+)_(.+)\.png$")
 
 
@@ -85,6 +91,10 @@ class Visualizer:
 
     def __init__(self, opt, ctx: RunContext, plot_interval_s: float = 30.0, max_points: int = 1000) -> None:
         self.opt = opt
+        self.max_snapshots = int(getattr(opt, "max_snapshots", 50) or 50)
+        self.env = getattr(opt, "display_env", None) or opt.name
+        self.tb = None
+        self.server_proc = None  # the visdom server this run started, if any (it outlives the run)
         self.is_main = ctx.is_main
         self.name = opt.name
         self.display_id = int(getattr(opt, "display_id", 0) or 0)
@@ -104,10 +114,16 @@ class Visualizer:
             return
         self.image_dir.mkdir(parents=True, exist_ok=True)
         self._entries = self._scan_images()  # a resumed run keeps the rows of earlier sessions
+        self.restore_history()  # ... and its loss curve, read before this run's header is appended
         append_line(self.log_path, f"================ Training Loss "
                                    f"({datetime.now().strftime('%Y-%m-%d %H:%M:%S')}) ================")
         if self.display_id > 0:
             self.vis = self._connect_visdom()
+        if getattr(opt, "tensorboard", False):
+            from util.tensorboard_writer import TensorBoardWriter
+
+            self.tb = TensorBoardWriter(self.run_dir / "tensorboard")
+            tqdm.write(f"TensorBoard: event files in {self.tb.log_dir} (tensorboard --logdir {self.tb.log_dir})")
 
     # --- visdom ---
 
@@ -126,12 +142,23 @@ class Visualizer:
                           f"(pip install visdom); continuing with the HTML page only: {self.index_path}",
                           VisdomWarning, stacklevel=3)
             return None
-        port = self.opt.display_port
+        port, server = self.opt.display_port, self.opt.display_server
+        started = ""
+        if visdom_server.is_local(server) and not visdom_server.answers(server, port, CONNECT_TIMEOUT_S):
+            try:
+                self.server_proc = visdom_server.launch(port, Path.home() / ".visdom",
+                                                        self.run_dir / "visdom_server.log")
+                started = (f"; started it (pid {self.server_proc.pid}, log {self.run_dir / 'visdom_server.log'}), "
+                           f"it keeps running after training: stop it with `kill {self.server_proc.pid}`")
+            except (RuntimeError, OSError) as e:
+                warnings.warn(f"no visdom server at {self._server()} and starting one failed ({e}); start one "
+                              f"with `python -m util.visdom_server -port {port}` or use --display_id 0; "
+                              f"continuing with the HTML page only: {self.index_path}", VisdomWarning, stacklevel=3)
+                return None
         try:
             with _quiet_visdom():
                 # raise_exceptions=True: failures reach us as exceptions instead of printed tracebacks
-                vis = visdom.Visdom(server=self.opt.display_server, port=port,
-                                    env=getattr(self.opt, "display_env", None) or self.name,
+                vis = visdom.Visdom(server=server, port=port, env=self.env,
                                     raise_exceptions=True, use_incoming_socket=False)
                 connected = vis.check_connection(timeout_seconds=CONNECT_TIMEOUT_S)
             reason = "no answer"
@@ -139,10 +166,15 @@ class Visualizer:
             connected, reason = False, f"{type(e).__name__}: {e}"
         if not connected:
             warnings.warn(f"no visdom server at {self._server()} ({reason}); start one with "
-                          f"`python -m visdom.server -p {port}` (it is never started for you) or use "
+                          f"`python -m util.visdom_server -port {port}` (needs no network) or use "
                           f"--display_id 0; continuing with the HTML page only: {self.index_path}",
                           VisdomWarning, stacklevel=3)
             return None
+        note = ""
+        if self.server_proc is not None and visdom_server.missing_page_scripts():
+            note = ("; its page stays blank until visdom's browser scripts are installed once, with network: "
+                    "`python -m util.visdom_server --fetch_scripts` (the data is on the server already)")
+        tqdm.write(f"visdom: {server}:{port}/env/{self.env} (environment {self.env}){started}{note}")
         return vis
 
     def _visdom_call(self, method: str, **kwargs) -> None:
@@ -162,7 +194,8 @@ class Visualizer:
     # --- images and page ---
 
     def display_current_results(self, visuals: dict[str, torch.Tensor], epoch: int, step: int) -> None:
-        """Save each visual's first batch element, rebuild index.html (newest first), send to visdom."""
+        """Save each visual's first batch element, rebuild index.html (newest first), send to visdom and
+        TensorBoard; rows beyond the newest --max_snapshots leave the page and the disk."""
         if not self.is_main:
             return
         images = {label: visual_to_uint8(v) for label, v in visuals.items()}
@@ -171,19 +204,33 @@ class Visualizer:
             filename = f"epoch{epoch:03d}_step{step:08d}_{_safe_label(label)}.png"
             save_image(image, self.image_dir / filename)
             files.append((label, filename))
-        self._entries[(epoch, step)] = files
+        if files:  # a model without visuals (DPIG stage II) adds no row
+            self._entries[(epoch, step)] = files
+        self._drop_old_snapshots()
         if self._plot_dirty:
             self._write_loss_plot()
         self._write_page()
         if self.vis is not None and images:
             self._send_images(images, epoch, step)
+        if self.tb is not None:
+            self.tb.images(step, images)
+            self.tb.flush()
+
+    def _drop_old_snapshots(self) -> None:
+        for key in sorted(self._entries)[:max(len(self._entries) - self.max_snapshots, 0)]:
+            for _, filename in self._entries.pop(key):
+                (self.image_dir / filename).unlink(missing_ok=True)
+
+    def columns(self, image_width: int) -> int:
+        """Visuals per row so that a row stays within PAGE_WIDTH px (DPTN's many visuals wrap)."""
+        return max(1, PAGE_WIDTH // (min(int(image_width), PAGE_WIDTH) + 8))
 
     def _send_images(self, images: dict[str, np.ndarray], epoch: int, step: int) -> None:
         h, w = next(iter(images.values())).shape[:2]
         same_size = [im if im.shape[:2] == (h, w) else np.asarray(Image.fromarray(im).resize((w, h)))
                      for im in images.values()]
         grid = np.stack(same_size).transpose(0, 3, 1, 2).astype(np.float32) / 255.0  # (N, 3, H, W)
-        self._visdom_call("images", tensor=grid, nrow=len(same_size), padding=2, win=self.display_id + 1,
+        self._visdom_call("images", tensor=grid, nrow=min(len(same_size), self.columns(w)), padding=2, win=self.display_id + 1,
                           opts={"title": f"{self.name} epoch {epoch} step {step}",
                                 "caption": " | ".join(images)})
 
@@ -206,9 +253,17 @@ class Visualizer:
             page.add_images([rel], ["losses (averaged over calls once the run is long)"], [rel], width=plot_width)
         for epoch, step in sorted(self._entries, reverse=True):
             row = self._entries[(epoch, step)]
+            # a snapshot fits on one row where it can (thumbnails link to the full PNGs): DPTN's six visuals at
+            # --display_winsize 512 would otherwise make each snapshot three screens tall
+            width = min(self.win_size, PAGE_WIDTH, max(MIN_THUMBNAIL, PAGE_WIDTH // len(row) - 16))
             page.add_header(f"epoch {epoch}, step {step}")
             links = [f"images/{f}" for _, f in row]
-            page.add_images(links, [label for label, _ in row], links, width=self.win_size)
+            try:
+                with Image.open(self.image_dir / row[0][1]) as first:  # reads the header only
+                    height = round(width * first.height / max(first.width, 1))
+            except OSError:  # deleted by hand: the browser shows a broken image, the page is still written
+                height = width
+            page.add_grid(links, [label for label, _ in row], links, width=width, height=height)
         page.save()
 
     # --- losses ---
@@ -217,16 +272,20 @@ class Visualizer:
                              t_comp: float, t_data: float) -> str:
         """pix2pix's loss line; printed (tqdm-safe) and appended to loss_log.txt on rank 0."""
         message = f"(epoch: {epoch}, iters: {epoch_iter}, time: {t_comp:.3f}, data: {t_data:.3f}) "
-        message += " ".join(f"{name}: {float(value):.3f}" for name, value in losses.items())
+        message += " ".join(f"{name}: {format_loss(value)}" for name, value in losses.items())
         if self.is_main:
             tqdm.write(message)
             append_line(self.log_path, message)
         return message
 
-    def plot_current_losses(self, epoch: int, counter_ratio: float, losses: dict[str, float]) -> None:
-        """Add a point at epoch + counter_ratio; update visdom and (throttled) loss_curves.png."""
+    def plot_current_losses(self, epoch: int, counter_ratio: float, losses: dict[str, float],
+                            step: int | None = None) -> None:
+        """Add a point at epoch + counter_ratio; update visdom, (throttled) loss_curves.png and, given the
+        iteration `step`, TensorBoard (tags loss/<name>)."""
         if not self.is_main:
             return
+        if step is not None and self.tb is not None:
+            self.tb.scalars(step, losses, "loss")
         self.history.add(epoch + counter_ratio, {k: float(v) for k, v in losses.items()})
         self._plot_dirty = True
         now = time.monotonic()
@@ -240,7 +299,22 @@ class Visualizer:
                 xs, y = xs[:, 0], y[:, 0]
             self._visdom_call("line", X=xs, Y=y, win=self.display_id,
                               opts={"title": f"{self.name} loss over time", "legend": list(names),
-                                    "xlabel": "epoch", "ylabel": "loss"})
+                                    "xlabel": "epoch", "ylabel": "loss", "ytype": "log"})
+
+    def restore_history(self, epoch_samples: int | None = None) -> None:
+        """Rebuild the loss curve from loss_log.txt; train.py passes the samples of an epoch so the earlier
+        points sit where this run's own points go (epoch + samples / epoch_samples)."""
+        if not self.is_main:
+            return
+        self.history = LossHistory(self.history.max_points)
+        for x, losses in read_loss_log(self.log_path, epoch_samples):
+            self.history.add(x, losses)
+        self._plot_dirty = len(self.history) > 0
+
+    def log_scalars(self, step: int, values: dict[str, float], group: str = "train") -> None:
+        """Other per-step numbers (learning rates, img_per_s) for TensorBoard as <group>/<name>."""
+        if self.is_main and self.tb is not None:
+            self.tb.scalars(step, values, group)
 
     def _write_loss_plot(self) -> None:
         first = not self.loss_plot_path.is_file()
@@ -257,3 +331,5 @@ class Visualizer:
             if self._plot_dirty:
                 self._write_loss_plot()
             self._write_page()
+            if self.tb is not None:
+                self.tb.close()

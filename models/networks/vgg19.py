@@ -1,8 +1,9 @@
-"""VGG19 feature taps for perceptual (content) and style losses, with local ImageNet weights only.
+"""VGG19 feature taps for perceptual (content) and style losses, with torchvision's ImageNet weights.
 
 The layers are torchvision's `vgg19().features` (same indices, so `features.<i>.*` of torchvision's
 `vgg19-dcbb9e9d.pth` load into them strictly); the classifier is never built. Weights come from --vgg_path or
-the torch hub cache, never from the network (util/weights.py); `random_init=True` is for tests and offline
+the torch hub cache, downloaded there on first use as the official DPTN gets them through torchvision
+(util/weights.py: hash-checked; --no_download turns it off); `random_init=True` is for tests and offline
 demos and announces itself. Taps are named reluX_Y and taken after their ReLU, as in DPTN's VGG19
 (PangzeCheung/Dual-task-Pose-Transformer-Network `models/external_function.py`; docs/models/dptn.md, "Losses
 and training"); the network stops at the deepest tap asked for.
@@ -15,9 +16,9 @@ import torch
 from torch import nn
 
 from util.io import InputError
-from util.weights import load_state_dict_file, local_weights, warn_random_weights
+from util.weights import VGG19, load_state_dict_file, local_weights, warn_random_weights
 
-VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's IMAGENET1K_V1 weights
+VGG19_FILE = VGG19.filename  # torchvision's IMAGENET1K_V1 weights
 # torchvision's configuration "E": channels of each 3x3 conv, "M" = 2x2 max pooling
 VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
                 512, 512, 512, 512, "M")
@@ -63,10 +64,11 @@ class VGG19Features(nn.Module):
             cut after the deepest one.
         weights: a path to torchvision's vgg19 file, or a folder holding it; None = the torch hub cache.
         random_init: skip loading (tests and offline demos only; warns loudly).
+        download: fetch the file into the hub cache when it is missing there (not with an explicit path).
     """
 
     def __init__(self, taps: tuple[str | int, ...], weights: str | os.PathLike | None = None,
-                 random_init: bool = False) -> None:
+                 random_init: bool = False, download: bool = True) -> None:
         super().__init__()
         unknown = [t for t in taps if not (t in RELU_INDEX if isinstance(t, str) else 0 <= t < FEATURES_DEPTH)]
         if unknown:
@@ -79,7 +81,7 @@ class VGG19Features(nn.Module):
             warn_random_weights("the VGG19 of the perceptual and style losses", "--vgg_random_init")
             self.source = "random"
         else:
-            path = local_weights(VGG19_FILE, weights, "--vgg_path", "VGG19 ImageNet weights (torchvision)")
+            path = local_weights(VGG19, weights, download)
             self.load_torchvision(path)
             self.source = str(path)
         self.requires_grad_(False)
